@@ -14,6 +14,7 @@ Files follow the pipeline: ``config`` (hyper-parameters), ``tokenizer`` (byte-le
 from __future__ import annotations
 
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -30,11 +31,21 @@ __all__ = [
 ]
 
 
-def load(name_or_path: str | os.PathLike, dtype=np.float32) -> GPT2:
-    """Load a model from a folder in Hugging Face layout (config.json + model.safetensors)."""
+def load(name_or_path: str | os.PathLike, **options) -> GPT2:
+    """Load a model: a folder in Hugging Face layout (config.json + model.safetensors), or a name.
+
+    A name (``gpt2``, ``gpt2-medium``, ``shakespeare``, a Hub repo id) is resolved by
+    ``npgpt.hub.resolve``: a local model folder of that name first, then the Hugging Face cache,
+    then a download. ``options`` go to the resolver and loader (e.g. ``revision``).
+    """
     from .weights import load_folder
 
-    return load_folder(name_or_path, dtype=dtype)
+    path = Path(os.fspath(name_or_path))
+    if path.is_dir():
+        return load_folder(path, **options)
+    from .hub import load_model
+
+    return load_model(os.fspath(name_or_path), **options)
 
 
 def save(model: GPT2, path: str | os.PathLike):

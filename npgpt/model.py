@@ -366,6 +366,18 @@ class GPT2:
             logits = logits[0]
         return logits, cache
 
+    def generate(self, prompt_or_prompts, **settings):
+        """Text generation; see ``npgpt.generate.generate`` for the settings."""
+        from .generate import generate
+
+        return generate(self, prompt_or_prompts, **settings)
+
+    def stream(self, prompt, **settings):
+        """An iterator of text pieces as they are generated; see ``npgpt.generate.stream``."""
+        from .generate import stream
+
+        return stream(self, prompt, **settings)
+
     def new_kv_cache(self, batch: int = 1, capacity: int | None = None) -> KVCache:
         return KVCache(self.config, batch=batch, capacity=capacity, dtype=self.params["wte"]["weight"].dtype)
 
