@@ -71,19 +71,34 @@ Hooks = Mapping[str, Callable[[np.ndarray], np.ndarray]]
 
 
 def gelu(x: np.ndarray) -> np.ndarray:
-    """GELU, in the tanh approximation GPT-2 was trained with ("gelu_new" in transformers)."""
-    # math.sqrt, not np.sqrt: a NumPy float64 scalar would silently promote float32 inputs.
-    return 0.5 * x * (1.0 + np.tanh(math.sqrt(2.0 / math.pi) * (x + 0.044715 * x**3)))
+    """GELU, in the tanh approximation GPT-2 was trained with ("gelu_new" in transformers):
+
+        gelu(x) = 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))
+
+    Computed in place on one new array: the one-line form makes six temporaries of x's size and
+    takes 3x as long, and the MLP's [n_seq, 4*n_embd] activations are the largest in the model.
+    """
+    c = math.sqrt(2.0 / math.pi)  # math, not np: a NumPy float64 scalar would promote float32 to float64
+    t = np.asarray(x * x)  # x^2 (asarray: a 0-d input gives a scalar, which has no `out=`)
+    t *= 0.044715 * c
+    t += c
+    t *= x  # sqrt(2/pi) * (x + 0.044715 * x^3)
+    np.tanh(t, out=t)
+    t += 1.0
+    t *= x
+    t *= 0.5  # 0.5 * x * (1 + tanh(...))
+    return t
 
 
 def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """exp(x) / sum(exp(x)) along ``axis``; rows that are all -inf (fully masked) give all zeros."""
     # Subtracting the row max changes nothing mathematically and keeps exp() from overflowing.
     x_max = np.max(x, axis=axis, keepdims=True)
-    x_max = np.where(np.isfinite(x_max), x_max, 0.0)
-    e = np.exp(x - x_max)
-    total = np.sum(e, axis=axis, keepdims=True)
-    return e / np.maximum(total, np.finfo(x.dtype).tiny)
+    x_max[~np.isfinite(x_max)] = 0.0  # a fully masked row: exp(-inf - 0) = 0 everywhere
+    e = x - x_max
+    np.exp(e, out=e)  # in place: attention patterns are [batch, n_head, n_seq, n_kv], the biggest arrays
+    e /= np.maximum(np.sum(e, axis=axis, keepdims=True), np.finfo(e.dtype).tiny)
+    return e
 
 
 def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-5) -> np.ndarray:
@@ -95,7 +110,9 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float =
 
 def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     """x @ weight + bias. GPT-2 stores weights as [n_in, n_out] (its "Conv1D"), so no transpose."""
-    return x @ weight + bias  # [..., n_in] -> [..., n_out]
+    y = x @ weight  # [..., n_in] -> [..., n_out]
+    y += bias  # in place: saves a copy of the output
+    return y
 
 
 def embed(ids: np.ndarray, wte: np.ndarray) -> np.ndarray:
@@ -124,18 +141,20 @@ def merge_heads(x: np.ndarray) -> np.ndarray:
     return x.transpose(0, 2, 1, 3).reshape(batch, n_seq, n_head * d_head)  # [batch, n_seq, n_embd]
 
 
-def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, allowed: np.ndarray, hooks=None, cache=None, prefix=""):
-    """softmax(Q K^T / sqrt(d_head)) V for every head at once: the only step that mixes positions.
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, hooks=None, cache=None, prefix=""):
+    """softmax(Q K^T / sqrt(d_head) + mask) V for every head at once: the only step that mixes positions.
 
     q: [batch, n_head, n_seq, d_head]; k, v: [batch, n_head, n_kv, d_head];
-    allowed: [batch, 1, n_seq, n_kv] bool, False where a query may not look (the future, padding).
+    mask: [batch, 1, n_seq, n_kv], 0 where a query may look and -inf where it may not (the future,
+    padding): adding -inf before the softmax gives those keys probability exactly 0.
     Returns z: [batch, n_head, n_seq, d_head].
     """
     d_head = q.shape[-1]
+    scores = q @ k.swapaxes(-1, -2)  # [batch, n_head, n_seq, d_head] @ [.., d_head, n_kv] -> [.., n_seq, n_kv]
     # Dividing by sqrt(d_head) keeps the scores' variance near 1 whatever the head size, so the
     # softmax does not saturate into a one-hot at initialisation.
-    scores = q @ k.swapaxes(-1, -2) / math.sqrt(d_head)  # [batch, n_head, n_seq, n_kv]
-    scores = np.where(allowed, scores, np.float32(-np.inf))  # causal + padding mask
+    scores /= math.sqrt(d_head)
+    scores += mask  # causal + padding mask
     scores = _tap(f"{prefix}attn.scores", scores, hooks, cache)
     pattern = softmax(scores, axis=-1)  # [batch, n_head, n_seq, n_kv], rows sum to 1
     pattern = _tap(f"{prefix}attn.pattern", pattern, hooks, cache)
@@ -143,7 +162,7 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, allowed: np.ndarray, 
     return _tap(f"{prefix}attn.z", z, hooks, cache)
 
 
-def mha(x, c_attn, c_proj, n_head, allowed, kv_cache=None, layer=0, hooks=None, cache=None, prefix=""):
+def mha(x, c_attn, c_proj, n_head, mask, kv_cache=None, layer=0, hooks=None, cache=None, prefix=""):
     """Causal multi-head self-attention: project to Q, K, V, attend per head, project back.
 
     x: [batch, n_seq, n_embd] -> [batch, n_seq, n_embd]. With a ``kv_cache``, this call's keys and
@@ -156,7 +175,7 @@ def mha(x, c_attn, c_proj, n_head, allowed, kv_cache=None, layer=0, hooks=None, 
     v = _tap(f"{prefix}attn.v", split_heads(v, n_head), hooks, cache)
     if kv_cache is not None:
         k, v = kv_cache.extend(layer, k, v)  # [batch, n_head, n_kv, d_head]
-    z = attention(q, k, v, allowed, hooks, cache, prefix)  # [batch, n_head, n_seq, d_head]
+    z = attention(q, k, v, mask, hooks, cache, prefix)  # [batch, n_head, n_seq, d_head]
     return linear(merge_heads(z), **c_proj)  # [batch, n_seq, n_embd] -> [batch, n_seq, n_embd]
 
 
@@ -167,7 +186,7 @@ def mlp(x: np.ndarray, c_fc: dict, c_proj: dict, hooks=None, cache=None, prefix=
     return linear(post, **c_proj)  # [batch, n_seq, d_mlp] -> [batch, n_seq, n_embd]
 
 
-def transformer_block(x, ln_1, attn, ln_2, mlp, *, n_head, eps, allowed, kv_cache=None, layer=0, hooks=None, cache=None):
+def transformer_block(x, ln_1, attn, ln_2, mlp, *, n_head, eps, mask, kv_cache=None, layer=0, hooks=None, cache=None):
     """One block, pre-norm: x + attn(ln_1(x)), then + mlp(ln_2(x)).
 
     The residual adds mean each block only writes a change into the stream; what the embeddings
@@ -176,7 +195,7 @@ def transformer_block(x, ln_1, attn, ln_2, mlp, *, n_head, eps, allowed, kv_cach
     p = f"blocks.{layer}."
     x = _tap(p + "resid_pre", x, hooks, cache)  # [batch, n_seq, n_embd]
     h = _tap(p + "ln1", layer_norm(x, **ln_1, eps=eps), hooks, cache)
-    attn_out = mha(h, **attn, n_head=n_head, allowed=allowed, kv_cache=kv_cache, layer=layer, hooks=hooks, cache=cache, prefix=p)
+    attn_out = mha(h, **attn, n_head=n_head, mask=mask, kv_cache=kv_cache, layer=layer, hooks=hooks, cache=cache, prefix=p)
     attn_out = _tap(p + "attn_out", attn_out, hooks, cache)
     x = _tap(p + "resid_mid", x + attn_out, hooks, cache)  # [batch, n_seq, n_embd]
     h = _tap(p + "ln2", layer_norm(x, **ln_2, eps=eps), hooks, cache)
@@ -187,39 +206,44 @@ def transformer_block(x, ln_1, attn, ln_2, mlp, *, n_head, eps, allowed, kv_cach
 _mlp = mlp  # transformer_block's parameter named `mlp` (the checkpoint's name) hides the function
 
 
-def gpt2(ids, params, config: GPT2Config, *, attention_mask=None, kv_cache=None, hooks=None, cache=None):
+def gpt2(ids, params, config: GPT2Config, *, attention_mask=None, kv_cache=None, hooks=None, cache=None, last_only=False):
     """The whole model: token ids -> next-token logits at every position.
 
     ids: int [batch, n_seq]. attention_mask: [batch, n_seq], 1 for real tokens, 0 for left padding
     (None: all real). kv_cache: a ``KVCache`` holding earlier tokens' keys and values; it is
-    extended with this call's tokens. Returns logits: float32 [batch, n_seq, n_vocab].
+    extended with this call's tokens. Returns logits: float32 [batch, n_seq, n_vocab], or
+    [batch, 1, n_vocab] for the last position alone with ``last_only`` (generation's prefill: the
+    LM head over every position of a long prompt costs as much as several blocks).
     """
     batch, n_seq = ids.shape
     n_past = kv_cache.length if kv_cache is not None else 0
-    mask = np.ones((batch, n_seq), dtype=bool) if attention_mask is None else np.asarray(attention_mask, dtype=bool)
+    token_mask = np.ones((batch, n_seq), dtype=bool) if attention_mask is None else np.asarray(attention_mask, dtype=bool)
     past_mask = kv_cache.mask[:, :n_past] if kv_cache is not None else np.ones((batch, 0), dtype=bool)
-    full_mask = np.concatenate([past_mask, mask], axis=1)  # [batch, n_kv]
+    full_mask = np.concatenate([past_mask, token_mask], axis=1)  # [batch, n_kv]
 
     # A token's position counts only the real tokens before it, so left padding shifts nothing.
     positions = np.maximum(np.cumsum(full_mask, axis=1)[:, n_past:] - 1, 0)  # [batch, n_seq]
     # Query i (absolute position n_past + i) may see key j if j <= n_past + i and j is not padding.
     causal = np.arange(n_past + n_seq)[None, :] <= (n_past + np.arange(n_seq))[:, None]  # [n_seq, n_kv]
-    allowed = (causal[None, :, :] & full_mask[:, None, :])[:, None]  # [batch, 1, n_seq, n_kv]
+    allowed = causal[None, None, :, :] & full_mask[:, None, None, :]  # [batch, 1, n_seq, n_kv]
+    mask = np.where(allowed, np.float32(0.0), np.float32(-np.inf))  # added to the attention scores
 
     x = _tap("embed", embed(ids, params["wte"]["weight"]), hooks, cache)  # [batch, n_seq, n_embd]
     x = x + _tap("pos_embed", pos_embed(positions, params["wpe"]["weight"]), hooks, cache)
     for layer, block in enumerate(params["h"]):  # n_layer x [batch, n_seq, n_embd]
         x = transformer_block(
-            x, **block, n_head=config.n_head, eps=config.layer_norm_eps, allowed=allowed,
+            x, **block, n_head=config.n_head, eps=config.layer_norm_eps, mask=mask,
             kv_cache=kv_cache, layer=layer, hooks=hooks, cache=cache,
         )
     x = _tap("ln_final", layer_norm(x, **params["ln_f"], eps=config.layer_norm_eps), hooks, cache)
+    if last_only:
+        x = x[:, -1:]  # [batch, 1, n_embd]; with left padding the last position is real in every row
     # The LM head is the token embedding reused ("tied"): a logit is the dot product of the final
     # residual with each token's embedding.
     logits = x @ params["wte"]["weight"].T  # [batch, n_seq, n_embd] -> [batch, n_seq, n_vocab]
     logits = _tap("logits", logits, hooks, cache)
     if kv_cache is not None:
-        kv_cache.advance(mask)
+        kv_cache.advance(token_mask)
     return logits
 
 
@@ -346,10 +370,13 @@ class GPT2:
     tokenizer: object | None = None
     name: str | None = field(default=None, compare=False)
 
-    def logits(self, ids, attention_mask=None, kv_cache: KVCache | None = None, hooks: Hooks | None = None) -> np.ndarray:
-        """Next-token logits at every position: [n_seq, n_vocab] or [batch, n_seq, n_vocab]."""
+    def logits(self, ids, attention_mask=None, kv_cache: KVCache | None = None, hooks: Hooks | None = None, last_only: bool = False) -> np.ndarray:
+        """Next-token logits at every position: [n_seq, n_vocab] or [batch, n_seq, n_vocab].
+
+        ``last_only=True`` computes the last position's only ([1, n_vocab] / [batch, 1, n_vocab]).
+        """
         ids2, mask2, squeeze = self._check(ids, attention_mask, kv_cache)
-        logits = gpt2(ids2, self.params, self.config, attention_mask=mask2, kv_cache=kv_cache, hooks=hooks)
+        logits = gpt2(ids2, self.params, self.config, attention_mask=mask2, kv_cache=kv_cache, hooks=hooks, last_only=last_only)
         return logits[0] if squeeze else logits
 
     def run_with_cache(self, ids, hooks: Hooks | None = None, attention_mask=None, kv_cache: KVCache | None = None):

@@ -252,3 +252,11 @@ def test_functions_do_not_mutate_inputs(tiny_model):
     assert np.array_equal(ids, before[0]) and np.array_equal(mask, before[1])
     assert np.array_equal(tiny_model.params["wte"]["weight"], before[2])
     assert isinstance(KVCache(tiny_model.config, capacity=4).keys, np.ndarray)
+
+
+def test_last_only_equals_last_row_of_full_logits(tiny_model):
+    ids = np.array([[0, 4, 8, 15], [16, 23, 42, 7]])
+    full = tiny_model.logits(ids, attention_mask=[[0, 1, 1, 1], [1, 1, 1, 1]])
+    last = tiny_model.logits(ids, attention_mask=[[0, 1, 1, 1], [1, 1, 1, 1]], last_only=True)
+    assert last.shape == (2, 1, 300)
+    np.testing.assert_allclose(last[:, 0], full[:, -1], atol=1e-6)
