@@ -26,7 +26,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "GPT2", "GPT2Config", "PRESETS", "KVCache", "ActivationCache", "Tokenizer",
-    "load", "save", "random_model",
+    "load", "save", "random_model", "demo_model", "available_locally",
     "NpgptError", "ConfigError", "InputError", "ModelNotFoundError", "WeightsError",
 ]
 
@@ -36,7 +36,10 @@ def load(name_or_path: str | os.PathLike, **options) -> GPT2:
 
     A name (``gpt2``, ``gpt2-medium``, ``shakespeare``, a Hub repo id) is resolved by
     ``npgpt.hub.resolve``: a local model folder of that name first, then the Hugging Face cache,
-    then a download. ``options`` go to the resolver and loader (e.g. ``revision``).
+    then a download (see ``npgpt/hub.py``). Options: ``revision`` (a Hub branch, tag or commit),
+    ``storage`` ("float32" or "float16": how a freshly converted folder stores its weights; the
+    model always computes in float32), ``progress`` (progress bars on stderr), ``mmap``
+    (memory-map the weights file, the default).
     """
     from .weights import load_folder
 
@@ -60,12 +63,42 @@ def random_model(config_or_preset: GPT2Config | str = "gpt2", seed: int | np.ran
     config = get_config(config_or_preset)
     tokenizer = None
     if config.n_vocab == 50257:
-        try:
-            tokenizer = Tokenizer.gpt2()
-        except (ImportError, NameError, FileNotFoundError):
-            tokenizer = None
+        from .tokenizer import Tokenizer
+
+        tokenizer = Tokenizer.gpt2()
     name = config_or_preset if isinstance(config_or_preset, str) else None
     return GPT2(config=config, params=random_params(config, seed), tokenizer=tokenizer, name=name and f"random-{name}")
+
+
+def available_locally(name: str) -> bool:
+    """Whether ``npgpt.load(name)`` would succeed without the network (a folder, or weights on disk)."""
+    if Path(os.fspath(name)).is_dir():
+        return True
+    from . import hub
+
+    try:
+        return hub.find_local(os.fspath(name)) is not None
+    except NpgptError:
+        return False
+
+
+def demo_model(prefer=("gpt2", "shakespeare"), seed: int = 0, verbose: bool = True) -> GPT2:
+    """The best model this machine has without a download, for notebooks and examples.
+
+    The first of ``prefer`` whose weights are on disk (gpt2 if you have fetched it with
+    ``npgpt download gpt2``, else the bundled Shakespeare model), else a random gpt2-shaped model,
+    whose outputs are noise. Prints which one it picked unless ``verbose=False``.
+    """
+    for name in prefer:
+        if available_locally(name):
+            model = load(name)
+            if verbose:
+                print(f"using {name}: {model}")
+            return model
+    model = random_model("gpt2", seed=seed)
+    if verbose:
+        print(f"no trained model on this machine ({', '.join(prefer)}): using random weights, {model}")
+    return model
 
 
 def __getattr__(name):

@@ -15,7 +15,7 @@ import sys
 from .errors import NpgptError
 
 # Module names under npgpt.commands, in the order `npgpt --help` lists them.
-COMMANDS = ["tokenize"]
+COMMANDS = ["download", "models", "tokenize", "viz"]
 
 
 def build_parser() -> argparse.ArgumentParser:

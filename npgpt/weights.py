@@ -15,13 +15,32 @@ Checkpoint quirks, each handled here:
   parameters; older checkpoints store them, and they are ignored.
 - Only safetensors are read: a pickled ``pytorch_model.bin`` can run arbitrary code when loaded.
 
-Leaves out: downloading (``npgpt/hub.py``); sharded checkpoints.
+The safetensors format is simple enough to read by hand, and doing so lets a folder load without
+copying: ``open_safetensors`` maps the file into memory and every tensor is a NumPy view into the
+mapping, so loading gpt2 costs the time to parse a JSON header, and the pages are read from disk
+(or the OS page cache, shared by every process using the same file) only when the math touches
+them. A safetensors file is::
+
+    [8 bytes]  N, the header's length, a little-endian unsigned 64-bit integer
+    [N bytes]  JSON: {"h.0.ln_1.weight": {"dtype": "F32", "shape": [768], "data_offsets": [b, e]},
+                      ..., "__metadata__": {"format": "pt"}}, padded with spaces
+    [rest]     the tensors' raw little-endian bytes, back to back; tensor i is bytes b..e of it
+
+Every offset and size is checked against the file's length before a single view is made, so a
+truncated file is an error, not a crash. Tensors stored as float16 or bfloat16 are converted to
+the requested dtype (float32) at load, so the math always runs in float32.
+
+Leaves out: downloading and converting Hub checkpoints (``npgpt/hub.py``, which also merges
+sharded checkpoints into one file); writing anything but the float dtypes GPT-2 uses.
 """
 
 from __future__ import annotations
 
+import json
+import mmap as mmap_module
 import os
 import re
+from collections.abc import Callable, Mapping
 from pathlib import Path
 
 import numpy as np
@@ -128,13 +147,177 @@ def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
         raise WeightsError(f"cannot read {path!r} into NumPy ({e}); save it as float32 or float16") from None
 
 
+# ---- safetensors by hand: memory-mapped reading, streamed writing --------------------------------
+
+# safetensors dtype name -> NumPy dtype (all little-endian). BF16 has no NumPy dtype: it is read as
+# uint16 and widened to float32 by `bf16_to_f32` (bfloat16 is the top half of a float32).
+SAFETENSORS_DTYPES = {
+    "F64": np.dtype("<f8"), "F32": np.dtype("<f4"), "F16": np.dtype("<f2"), "BF16": np.dtype("<u2"),
+    "I64": np.dtype("<i8"), "I32": np.dtype("<i4"), "I16": np.dtype("<i2"), "I8": np.dtype("i1"),
+    "U8": np.dtype("u1"), "BOOL": np.dtype("?"),
+}
+_DTYPE_NAMES = {np.dtype("<f8"): "F64", np.dtype("<f4"): "F32", np.dtype("<f2"): "F16"}
+_MAX_HEADER = 100_000_000  # the safetensors library's own limit
+
+
+def bf16_to_f32(raw: np.ndarray) -> np.ndarray:
+    """bfloat16 bit patterns (uint16) -> float32: the 16 bits become the float32's high half."""
+    return (raw.astype(np.uint32) << 16).view(np.float32)
+
+
+def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
+    """The checked header of a safetensors file: ({name: (dtype_name, shape, begin, end)}, data_start).
+
+    ``begin``/``end`` are absolute byte offsets in the file. Raises ``WeightsError`` unless the
+    tensors tile the data section exactly (no gaps, no overlaps, nothing past the end of the file).
+    """
+    path = os.fspath(path)
+    if not os.path.exists(path):
+        raise WeightsError(f"weights file {path!r} does not exist")
+
+    def corrupt(detail: str) -> WeightsError:
+        return WeightsError(
+            f"weights file {path!r} is truncated or corrupt ({detail}); delete it and download or save it again"
+        )
+
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(8)
+        if len(head) < 8:
+            raise corrupt(f"{size} bytes, shorter than the 8-byte header length")
+        n = int.from_bytes(head, "little")
+        if n > _MAX_HEADER or 8 + n > size:
+            raise corrupt(f"header length {n} does not fit in a file of {size} bytes")
+        try:
+            header = json.loads(f.read(n))
+        except (json.JSONDecodeError, UnicodeDecodeError) as e:
+            raise corrupt(f"header is not valid JSON: {e}") from None
+    if not isinstance(header, dict):
+        raise corrupt("header is not a JSON object")
+    data_start = 8 + n
+    entries = {}
+    for name, info in header.items():
+        if name == "__metadata__":
+            continue
+        try:
+            dtype_name, shape, (begin, end) = info["dtype"], tuple(info["shape"]), info["data_offsets"]
+        except (KeyError, TypeError, ValueError):
+            raise corrupt(f"tensor {name!r} has no dtype, shape or data_offsets") from None
+        if dtype_name not in SAFETENSORS_DTYPES:
+            raise WeightsError(
+                f"weights file {path!r}: tensor {name} has dtype {dtype_name}, which npgpt cannot read; "
+                "save the model as float32 or float16"
+            )
+        if not all(isinstance(d, int) and d >= 0 for d in (*shape, begin, end)):
+            raise corrupt(f"tensor {name!r} has a bad shape or offsets")
+        nbytes = int(np.prod(shape, dtype=np.int64)) * SAFETENSORS_DTYPES[dtype_name].itemsize
+        if end - begin != nbytes:
+            raise corrupt(f"tensor {name!r} of shape {list(shape)} needs {nbytes} bytes, the header gives {end - begin}")
+        entries[name] = (dtype_name, shape, data_start + begin, data_start + end)
+    position = data_start
+    for name, (_, _, begin, end) in sorted(entries.items(), key=lambda item: (item[1][2], item[1][3])):
+        if begin != position:
+            raise corrupt(f"tensor {name!r} starts at byte {begin}, expected {position}")
+        position = end
+    if position > size:
+        raise corrupt(f"the header describes {position} bytes but the file has {size}")
+    if position < size:
+        raise corrupt(f"{size - position} unexpected bytes after the last tensor")
+    return entries, data_start
+
+
+def open_safetensors(path: str | os.PathLike, *, widen_bf16: bool = True) -> dict[str, np.ndarray]:
+    """Every tensor of a safetensors file as a view into a copy-on-write memory map (no copy).
+
+    The arrays are writable, but writes stay private to this process: the file never changes.
+    bfloat16 tensors are widened to float32 (a copy), or with ``widen_bf16=False`` returned as
+    their uint16 bit patterns (see ``bf16_to_f32``). A tensor whose offset is not a multiple of its
+    item size (no writer npgpt knows does this) is copied, so that every array is aligned.
+    """
+    entries, _ = read_safetensors_header(path)
+    if not entries:
+        return {}
+    with open(path, "rb") as f:
+        # ACCESS_COPY = MAP_PRIVATE: pages come from the page cache, shared with every other process
+        # reading the file, until (if ever) someone writes to them.
+        mapping = mmap_module.mmap(f.fileno(), 0, access=mmap_module.ACCESS_COPY)
+    tensors = {}
+    for name, (dtype_name, shape, begin, end) in entries.items():
+        dtype = SAFETENSORS_DTYPES[dtype_name]
+        array = np.frombuffer(mapping, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=begin).reshape(shape)
+        if begin % dtype.itemsize:
+            array = array.copy()
+        if dtype_name == "BF16" and widen_bf16:
+            array = bf16_to_f32(array)
+        tensors[name] = array
+    return tensors
+
+
+def write_safetensors(
+    path: str | os.PathLike,
+    tensors: Mapping[str, np.ndarray],
+    dtype=None,
+    metadata: dict[str, str] | None = None,
+    on_tensor: Callable[[str, int], None] | None = None,
+    prepare: Callable[[str, np.ndarray], np.ndarray] | None = None,
+) -> None:
+    """Write ``tensors`` as a safetensors file, one tensor in memory at a time.
+
+    ``dtype`` (e.g. np.float16) converts every tensor as it is written; None keeps each one's own
+    (float64/32/16 only). Values that overflow the target dtype are an error, not a silent inf.
+    The file is written under a temporary name, flushed to disk, then renamed into place, so
+    ``path`` is either the old file or the complete new one. ``on_tensor(name, nbytes)`` is called
+    after each tensor (for a progress bar). ``prepare(name, value)``, if given, is applied to each
+    value just before it is written and must keep its shape (e.g. widening bfloat16 bit patterns
+    with ``bf16_to_f32``, so that only one tensor at a time is ever widened).
+    """
+    path = os.fspath(path)
+    header: dict = {"__metadata__": dict(metadata or {"format": "pt"})}
+    offset = 0
+    plan = []
+    for name, value in tensors.items():
+        out_dtype = np.dtype(dtype if dtype is not None else value.dtype).newbyteorder("<")
+        if out_dtype not in _DTYPE_NAMES:
+            raise WeightsError(f"cannot write tensor {name} as {out_dtype}; npgpt writes float64/32/16")
+        nbytes = int(np.prod(value.shape, dtype=np.int64)) * out_dtype.itemsize
+        header[name] = {"dtype": _DTYPE_NAMES[out_dtype], "shape": list(value.shape), "data_offsets": [offset, offset + nbytes]}
+        plan.append((name, value, out_dtype))
+        offset += nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
+    blob += b" " * (-(8 + len(blob)) % 8)  # pad so the data starts 8-byte aligned
+    tmp = f"{path}.tmp{os.getpid()}"
+    try:
+        with open(tmp, "wb") as f:
+            f.write(len(blob).to_bytes(8, "little"))
+            f.write(blob)
+            for name, value, out_dtype in plan:
+                if prepare is not None:
+                    value = prepare(name, value)
+                with np.errstate(over="ignore"):  # overflow is checked just below, with a clear message
+                    array = np.ascontiguousarray(value, dtype=out_dtype)  # one tensor converted at a time
+                if out_dtype.itemsize < np.dtype(value.dtype).itemsize and not np.array_equal(
+                    np.isfinite(array), np.isfinite(value)
+                ):
+                    raise WeightsError(
+                        f"tensor {name} has values outside the range of {out_dtype}; store this model as float32"
+                    )
+                f.write(array.data)
+                if on_tensor is not None:
+                    on_tensor(name, array.nbytes)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+
+
 def params_from_checkpoint(tensors: dict[str, np.ndarray], config: GPT2Config, source: str, dtype=np.float32) -> dict:
     """Map a checkpoint's tensors (either naming) to nested params, checking every name and shape."""
     flat: dict[str, np.ndarray] = {}
     lm_head = None
     for name, value in tensors.items():
-        if name.startswith("transformer."):
-            name = name[len("transformer."):]
+        name = name.removeprefix("transformer.")
         if _IGNORED.match(name):
             continue  # mask buffers, not parameters
         if name == "lm_head.weight":
@@ -148,8 +331,15 @@ def params_from_checkpoint(tensors: dict[str, np.ndarray], config: GPT2Config, s
     return unflatten(flat, config)
 
 
-def load_folder(path: str | os.PathLike, dtype=np.float32):
-    """Load a model folder (``config.json`` + ``model.safetensors``) into a ``GPT2``."""
+def load_folder(path: str | os.PathLike, dtype=np.float32, mmap: bool = True):
+    """Load a model folder (``config.json`` + ``model.safetensors``) into a ``GPT2``.
+
+    With ``mmap=True`` (the default) the parameters are views into a copy-on-write memory map of
+    ``model.safetensors`` (see ``open_safetensors``): nothing is copied when the file already holds
+    ``dtype``, and editing a parameter in place never changes the file. ``mmap=False`` reads
+    everything into ordinary arrays. Tensors stored in another float type (float16, bfloat16)
+    are converted to ``dtype`` here, once.
+    """
     from .model import GPT2
 
     folder = Path(path)
@@ -164,9 +354,14 @@ def load_folder(path: str | os.PathLike, dtype=np.float32):
                 "npgpt reads safetensors only. Convert it once where you trust the file: "
                 "GPT2LMHeadModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)"
             )
+        if (folder / "model.safetensors.index.json").exists():
+            raise WeightsError(
+                f"{folder} holds a sharded checkpoint (model.safetensors.index.json); merge it into one "
+                f"model folder first: python -c \"import npgpt.hub; npgpt.hub.convert('{folder}', '{folder}-npgpt')\""
+            )
         raise WeightsError(f"{folder} has no {WEIGHTS_NAME}; a model folder needs config.json and {WEIGHTS_NAME}")
     config = GPT2Config.load(folder / CONFIG_NAME)
-    tensors = read_safetensors(folder / WEIGHTS_NAME)
+    tensors = open_safetensors(folder / WEIGHTS_NAME) if mmap else read_safetensors(folder / WEIGHTS_NAME)
     params = params_from_checkpoint(tensors, config, source=str(folder / WEIGHTS_NAME), dtype=dtype)
     return GPT2(config=config, params=params, tokenizer=_load_tokenizer(folder, config), name=folder.name)
 

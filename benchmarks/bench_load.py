@@ -1,0 +1,121 @@
+"""Load time and memory of a gpt2-shaped model folder: npgpt (memory-mapped, float32 and float16
+storage) against reading every tensor into memory (safetensors' NumPy API) and transformers.
+
+    python benchmarks/bench_load.py              # gpt2's shape (124M parameters), 3 runs each
+    python benchmarks/bench_load.py --preset distilgpt2 --runs 5
+
+Each measurement is a fresh Python process (so nothing is cached in the interpreter) that imports
+npgpt, loads the folder, then runs one forward pass over 16 tokens. The weights are random; only
+the shape matters here. The folders are written once to a temporary directory, so the files are in
+the OS page cache: this measures a warm load ("after the first time"), not a cold read from disk,
+which this script cannot force without root.
+
+Printed per case (medians over the runs): import time, load time (config + weights + tokenizer),
+the part of it spent building the tokenizer (timed again on its own), the first forward pass
+(which reads the mapped pages) and a second one, and memory from /proc/self/status after the
+forward passes: RssAnon (private
+memory: copies, float32 conversions) and RssFile (pages of the mapped file: shared with every
+process that maps it, and given back by the OS under pressure), and the peak RSS (VmHWM).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+CHILD = r"""
+import json, sys, time
+t0 = time.perf_counter()
+import numpy as np
+import npgpt
+t1 = time.perf_counter()
+case, folder = sys.argv[1], sys.argv[2]
+if case == "transformers":
+    import torch, transformers
+    t1 = time.perf_counter()
+    model = transformers.GPT2LMHeadModel.from_pretrained(folder).eval()
+    t2 = time.perf_counter()
+    forward = lambda: model(torch.arange(16)[None])
+    with torch.no_grad():
+        forward()
+        t3 = time.perf_counter()
+        forward()
+    tokenizer = float("nan")
+else:
+    model = npgpt.load(folder, mmap=(case != "copy"))
+    t2 = time.perf_counter()
+    model.logits(np.arange(16))
+    t3 = time.perf_counter()
+    model.logits(np.arange(16))
+t4 = time.perf_counter()
+status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
+kb = lambda key: int(status[key].split()[0]) / 1024 if key in status else float("nan")
+if case != "transformers":  # how much of the load was building the tokenizer (timed again, alone)
+    t5 = time.perf_counter()
+    npgpt.Tokenizer.from_folder(folder)
+    tokenizer = time.perf_counter() - t5
+print(json.dumps({"import": t1 - t0, "load": t2 - t1, "tokenizer": tokenizer, "forward": t3 - t2, "again": t4 - t3,
+                  "anon": kb("RssAnon"), "file": kb("RssFile"), "peak": kb("VmHWM")}))
+"""
+
+
+def measure(case: str, folder: Path, runs: int) -> dict:
+    results = []
+    for _ in range(runs):
+        out = subprocess.run([sys.executable, "-c", CHILD, case, str(folder)], capture_output=True, text=True, check=True)
+        results.append(json.loads(out.stdout.strip().splitlines()[-1]))
+    return {key: statistics.median(r[key] for r in results) for key in results[0]}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--preset", default="gpt2")
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--no-transformers", action="store_true", help="skip the transformers peer")
+    args = parser.parse_args()
+
+    import npgpt
+    from npgpt import hub
+
+    with tempfile.TemporaryDirectory() as tmp:
+        tmp = Path(tmp)
+        model = npgpt.random_model(args.preset, seed=0)
+        print(f"{args.preset}: {model.config.n_params() / 1e6:.1f}M parameters; writing the folders...", file=sys.stderr)
+        npgpt.save(model, tmp / "source")
+        f32 = hub.convert(tmp / "source", tmp / "f32", storage="float32", progress=False)
+        f16 = hub.convert(tmp / "source", tmp / "f16", storage="float16", progress=False)
+        del model
+        cases = [("npgpt float32 storage (mmap)", "mmap", f32), ("npgpt float16 storage", "mmap", f16),
+                 ("read into memory (safetensors numpy)", "copy", f32)]
+        if not args.no_transformers:
+            try:
+                import transformers  # noqa: F401
+                cases.append(("transformers from_pretrained", "transformers", f32))
+            except ImportError:
+                pass
+        for _, case, folder in cases:  # one untimed run each: the files are now in the page cache
+            measure(case, folder, 1)
+        rows = [(label, (folder / "model.safetensors").stat().st_size / 1e6, measure(case, folder, args.runs))
+                for label, case, folder in cases]
+
+    print(f"\n{args.preset}, median of {args.runs} fresh processes each (warm page cache)\n")
+    print(f"{'case':38} {'file MB':>8} {'import s':>9} {'load s':>7} {'(tok s)':>8} {'fwd16 s':>8} {'again s':>8} "
+          f"{'anon MB':>8} {'file MB':>8} {'peak MB':>8}")
+    for label, size, r in rows:
+        print(f"{label:38} {size:8.0f} {r['import']:9.2f} {r['load']:7.3f} {r['tokenizer']:8.3f} {r['forward']:8.3f} "
+              f"{r['again']:8.3f} {r['anon']:8.0f} {r['file']:8.0f} {r['peak']:8.0f}")
+    base = rows[2][2]
+    print("\nratios against reading into memory (lower is better):")
+    for label, _, r in rows:
+        print(f"  {label:38} load x{r['load'] / base['load']:.2f}   private memory x{r['anon'] / base['anon']:.2f}"
+              f"   peak x{r['peak'] / base['peak']:.2f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,183 @@
+"""``npgpt viz``: pictures of what happens inside the model for one piece of text.
+
+Each view runs the model once on the text (``run_with_cache``), computes what it needs with
+``npgpt.inspection`` and draws it with ``viz`` (PNG, SVG or PDF by the output's suffix; the
+``html`` view writes one self-contained HTML file).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+import numpy as np
+
+from ..errors import InputError
+from .generate import add_model_argument, load_model, read_prompt
+
+EXAMPLES = r"""
+views:
+  attention    one head's attention pattern, tokens on both axes (--layer, --head)
+  grid         every head of every layer as thumbnails
+  logit-lens   each layer's top next-token guess at each position
+  activations  MLP neuron activations of one layer (tokens x most active neurons)
+  residual     residual-stream norm per layer and position
+  entropy      mean attention entropy per head
+  scores       previous-token / first-token / induction score per head (--score)
+  flow         attention rollout into one token across layers (--position)
+  attribution  direct logit attribution of every head and MLP to one token (--target)
+  ablation     change in log p(target) when each head is zeroed (--target)
+  next-token   the next-token distribution after the text (top --k)
+  positions    the positional embedding matrix and its principal components (no text)
+  html         the interactive attention view, one offline HTML file
+
+examples:
+  npgpt viz attention "The cat sat on the mat" --layer 5 --head 1 -o attn.png
+  npgpt viz grid "When Mary and John went to the store, John gave a drink to" -o grid.png
+  npgpt viz logit-lens "The Eiffel Tower is in the city of" -o lens.svg
+  npgpt viz activations "def f(x): return x" --layer 3 -o mlp.png
+  npgpt viz attribution "The Eiffel Tower is in the city of" --target " Paris" -o dla.png
+  npgpt viz html "$(cat story.txt)" -o view.html
+  npgpt viz positions -o wpe.png
+"""
+
+VIEWS = ["attention", "grid", "logit-lens", "activations", "residual", "entropy", "scores", "flow",
+         "attribution", "ablation", "next-token", "positions", "html"]
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser(
+        "viz", help="draw attention, logit lens, activations ... for a text (PNG/SVG/PDF/HTML)",
+        description="Draw what happens inside the model for one text.",
+        epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("view", choices=VIEWS, metavar="VIEW", help="what to draw: " + ", ".join(VIEWS))
+    p.add_argument("text", nargs="?", default=None, help="the text to run ('-' reads stdin; not needed for positions)")
+    add_model_argument(p)
+    p.add_argument("--output", "-o", default=None, metavar="FILE",
+                   help="where to write: .png, .svg or .pdf (html: .html); default VIEW.png / attention.html")
+    p.add_argument("--layer", "-l", type=int, default=0, help="layer (attention, activations; negative counts from the end)")
+    p.add_argument("--head", type=int, default=0, help="head (attention)")
+    p.add_argument("--position", type=int, default=-1, help="token position (flow, attribution, ablation; default the last)")
+    p.add_argument("--target", default=None,
+                   help="token to explain (attribution, ablation): an id or one-token text such as ' Paris'; default the top prediction")
+    p.add_argument("--score", choices=["previous-token", "first-token", "induction"], default="previous-token",
+                   help="which head score to draw (scores)")
+    p.add_argument("--k", type=int, default=10, help="how many candidates (next-token; default 10)")
+    p.add_argument("--gamma", type=float, default=1.0, help="colour scale exponent for attention; < 1 shows small weights")
+    p.add_argument("--layers", default=None, metavar="L,L,...", help="html: embed only these layers (smaller file)")
+    p.add_argument("--dpi", type=int, default=150, help="resolution of PNG output (default 150)")
+    p.set_defaults(func=run)
+
+
+def _tokenize(model, text: str) -> np.ndarray:
+    if model.tokenizer is None:
+        raise InputError("this model has no tokenizer: put vocab.json and merges.txt in its folder")
+    special = {model.tokenizer.eot_token} if getattr(model.tokenizer, "eot_token", None) else frozenset()
+    ids = np.asarray(model.tokenizer.encode(text, allowed_special=special), dtype=np.int64)
+    if ids.size == 0:
+        raise InputError("the text is empty: give at least one character to run the model on")
+    if ids.size > model.config.n_ctx:
+        raise InputError(
+            f"the text is {ids.size} tokens, longer than the model's context ({model.config.n_ctx}); shorten it"
+        )
+    return ids
+
+
+def _check_layer_head(model, layer: int, head: int | None = None) -> int:
+    c = model.config
+    if not -c.n_layer <= layer < c.n_layer:
+        raise InputError(f"--layer {layer} does not exist: this model has layers 0..{c.n_layer - 1}")
+    if head is not None and not 0 <= head < c.n_head:
+        raise InputError(f"--head {head} does not exist: each layer has heads 0..{c.n_head - 1}")
+    return layer % c.n_layer
+
+
+def run(args: argparse.Namespace) -> int:
+    import viz
+    from .. import inspection as I
+
+    view = args.view
+    output = args.output or ("attention.html" if view == "html" else f"{view}.png")
+    suffix = output.lower().rsplit(".", 1)[-1] if "." in output else ""
+    if view == "html" and suffix not in ("html", "htm"):
+        raise InputError(f"the html view writes an HTML file: end --output with .html (got {output!r})")
+    if view != "html" and f".{suffix}" not in viz.FORMATS:
+        raise InputError(f"cannot tell the image format of {output!r}: end --output with {', '.join(viz.FORMATS)}")
+    if view != "positions" and args.text is None:
+        raise InputError(f"the {view} view needs a text to run: npgpt viz {view} \"some text\"")
+    if args.k < 1:
+        raise InputError(f"--k must be at least 1, got {args.k}")
+
+    model = load_model(args.model)
+    if view == "positions":
+        return _save(viz, viz.positional_embedding(I.positional_embedding(model), title=f"positional embedding of {model.name or args.model}"), output, args)
+
+    ids = _tokenize(model, read_prompt(args.text))
+    tokens = I.token_labels(model, ids)
+    logits, cache = model.run_with_cache(ids)
+
+    if view == "attention":
+        layer = _check_layer_head(model, args.layer, args.head)
+        fig = viz.attention_heatmap(cache["pattern", layer], tokens, head=args.head, layer=layer, gamma=args.gamma)
+    elif view == "grid":
+        fig = viz.attention_grid(cache, tokens, gamma=args.gamma if args.gamma != 1.0 else 0.5)
+    elif view == "logit-lens":
+        fig = viz.logit_lens(I.logit_lens(model, cache, ids, k=1, positions=np.arange(max(0, len(ids) - 20), len(ids))))
+    elif view == "activations":
+        layer = _check_layer_head(model, args.layer)
+        fig = viz.mlp_activations(cache["post", layer], tokens, layer=layer)
+    elif view == "residual":
+        fig = viz.residual_norms(I.residual_norms(cache), tokens)
+    elif view == "entropy":
+        fig = viz.attention_entropy(I.head_scores(cache, ids).entropy, n_seq=len(ids))
+    elif view == "scores":
+        scores = I.head_scores(cache, ids)
+        values = getattr(scores, args.score.replace("-", "_"))
+        if np.all(np.isnan(values)):
+            raise InputError("no token repeats in this text, so the induction score is undefined; use a text that repeats itself")
+        fig = viz.head_heatmap(values, title=f"{args.score} score per head", label="mean attention", cmap="viridis")
+    elif view == "flow":
+        fig = viz.attention_flow(I.attention_flow(cache, args.position), tokens)
+    elif view == "attribution":
+        dla = I.direct_logit_attribution(model, cache, target=_target(args.target), position=args.position)
+        fig = viz.logit_attribution(dla, title=f"direct logit attribution of {viz.token_label(I.token_labels(model, [dla.target])[0])!s} "
+                                               f"at position {dla.position} (logit {dla.logit:.2f})")
+    elif view == "ablation":
+        target = _target(args.target)
+        delta = I.ablation_scan(model, ids, target=target, position=args.position)
+        fig = viz.head_heatmap(delta, title="change in log p(target) when a head is zeroed", label="Δ log p", diverging=True)
+    elif view == "next-token":
+        position = args.position % len(ids) if -len(ids) <= args.position < len(ids) else None
+        if position is None:
+            raise InputError(f"--position {args.position} is outside the text's {len(ids)} tokens")
+        p = np.exp(logits[position] - logits[position].max())
+        p /= p.sum()
+        top = np.argsort(-p, kind="stable")[: args.k]
+        fig = viz.next_token_distribution(I.token_labels(model, top), p[top],
+                                          title=f"next token after {viz.token_label(tokens[position])} (top {len(top)})")
+    else:  # html
+        layers = None
+        if args.layers:
+            try:
+                layers = [_check_layer_head(model, int(x)) for x in args.layers.split(",") if x.strip()]
+            except ValueError:
+                raise InputError(f"--layers takes comma-separated layer numbers, got {args.layers!r}") from None
+        view_obj = viz.html.show_attention(cache, tokens, layers=layers)
+        path = view_obj.save(output)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {len(ids)} tokens)", file=sys.stderr)
+        return 0
+    return _save(viz, fig, output, args)
+
+
+def _target(text):
+    """--target: an integer id, or text (kept as a string, checked to be one token later)."""
+    if text is None:
+        return None
+    return int(text) if text.strip().lstrip("-").isdigit() else text
+
+
+def _save(viz, fig, output: str, args) -> int:
+    path = viz.save(fig, output, dpi=args.dpi)
+    print(f"wrote {path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,256 @@
+"""A fake Hugging Face Hub on 127.0.0.1, for tests: serves repos the test builds, Hub-style.
+
+It answers the requests huggingface_hub and npgpt make, with the headers the real Hub sends:
+
+    GET  /api/models/{repo_id}[/revision/{rev}]   JSON: id, sha (the commit), siblings with size,
+                                                  blobId and, for LFS files, lfs.sha256/size
+    HEAD/GET /{repo_id}/resolve/{rev}/{file}      small files: 200 with ETag = git blob id;
+                                                  LFS files: 302 to the "CDN" with X-Linked-Etag
+                                                  (the sha256) and X-Linked-Size
+    HEAD/GET /cdn/{sha256}                        the LFS bytes, with Range support (206)
+
+Every response carries X-Repo-Commit; errors carry X-Error-Code (RepoNotFound, RevisionNotFound,
+EntryNotFound) as the Hub's do, which huggingface_hub turns into its typed exceptions. No
+X-Xet-* header is ever sent, so huggingface_hub stays on plain HTTP. The CDN is addressed as
+``localhost`` (the API as ``127.0.0.1``): a different host, so clients treat it as the Hub's CDN
+(no token sent, redirect not followed by the HEAD).
+
+Knobs for failure tests: ``cut[file] = n`` closes the next transfer of ``file`` after n bytes (once);
+``corrupt.add(file)`` serves wrong bytes of the right size; ``delay`` sleeps between chunks;
+``private[repo_id] = token`` requires ``Authorization: Bearer token``; ``hold = (file, n)`` makes
+transfers of ``file`` wait until n HEAD requests for it have arrived (so that two clients are
+certainly downloading at the same time; ``hold_timed_out`` says if that wait gave up after 30 s).
+``requests`` logs (method, path, Range header, Authorization header) of everything asked.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import unquote, urlsplit
+
+LFS_SUFFIXES = (".safetensors", ".bin", ".h5", ".msgpack", ".ot")
+
+
+def git_blob_id(data: bytes) -> str:
+    return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
+
+
+class FakeHub:
+    def __init__(self):
+        self.repos: dict[str, dict] = {}  # repo_id -> {"refs": {name: commit}, "commits": {commit: {file: bytes}}}
+        self.aliases: dict[str, str] = {}  # e.g. "gpt2" -> "openai-community/gpt2", as the Hub redirects
+        self.blobs: dict[str, bytes] = {}  # sha256 -> bytes, what the CDN serves
+        self.cut: dict[str, int] = {}
+        self.corrupt: set[str] = set()
+        self.private: dict[str, str] = {}
+        self.delay = 0.0
+        self.hold: tuple[str, int] | None = None
+        self.hold_timed_out = False
+        self.requests: list[tuple[str, str, str | None, str | None]] = []
+        self._lock = threading.Lock()
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
+        self._server.daemon_threads = True
+        self.port = self._server.server_address[1]
+        self.url = f"http://127.0.0.1:{self.port}"
+        self.cdn = f"http://localhost:{self.port}/cdn"
+        self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True)
+        self._thread.start()
+        self.running = True
+
+    def add_repo(self, repo_id: str, files: dict[str, bytes], revision: str = "main") -> str:
+        """Add (or add a commit to) a repo; returns the commit hash, which depends on the content."""
+        digest = hashlib.sha1(repo_id.encode())
+        for name in sorted(files):
+            digest.update(name.encode() + b"\0" + hashlib.sha256(files[name]).digest())
+        commit = digest.hexdigest()
+        repo = self.repos.setdefault(repo_id, {"refs": {}, "commits": {}})
+        repo["refs"][revision] = commit
+        repo["commits"][commit] = dict(files)
+        for name, data in files.items():
+            if name.endswith(LFS_SUFFIXES):
+                self.blobs[hashlib.sha256(data).hexdigest()] = data
+        return commit
+
+    def stop(self) -> None:
+        if self.running:
+            self._server.shutdown()
+            self._server.server_close()
+            self.running = False
+
+    def log(self, method: str | None = None, contains: str = "") -> list:
+        with self._lock:
+            return [r for r in self.requests if (method is None or r[0] == method) and contains in r[1]]
+
+    # ---- lookups -------------------------------------------------------------------------------
+
+    def find(self, repo_id: str, revision: str):
+        """(repo, commit) or raises _HubError as the Hub would answer."""
+        repo_id = self.aliases.get(repo_id, repo_id)
+        repo = self.repos.get(repo_id)
+        if repo is None:
+            raise _HubError(404, "RepoNotFound", "Repository not found")
+        commit = repo["refs"].get(revision, revision if revision in repo["commits"] else None)
+        if commit is None:
+            raise _HubError(404, "RevisionNotFound", "Invalid rev id", commit=None)
+        return repo_id, repo, commit
+
+
+class _HubError(Exception):
+    def __init__(self, status, code, message, commit=None):
+        super().__init__(message)
+        self.status, self.code, self.message, self.commit = status, code, message, commit
+
+
+def _make_handler(hub: FakeHub):
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.0"  # one request per connection: simple and enough
+
+        def log_message(self, *args):  # keep the test output clean
+            pass
+
+        def do_HEAD(self):
+            self._serve(body=False)
+
+        def do_GET(self):
+            self._serve(body=True)
+
+        # ---- routing ---------------------------------------------------------------------------
+
+        def _serve(self, body: bool):
+            path = urlsplit(self.path).path
+            with hub._lock:
+                hub.requests.append((self.command, path, self.headers.get("Range"), self.headers.get("Authorization")))
+            try:
+                if path.startswith("/api/models/"):
+                    self._api(path[len("/api/models/"):])
+                elif path.startswith("/cdn/"):
+                    self._cdn(path[len("/cdn/"):], body)
+                elif "/resolve/" in path:
+                    self._resolve(path, body)
+                else:
+                    raise _HubError(404, None, "Not found")
+            except _HubError as e:
+                self.send_response(e.status)
+                if e.code:
+                    self.send_header("X-Error-Code", e.code)
+                self.send_header("X-Error-Message", e.message)
+                if e.commit:
+                    self.send_header("X-Repo-Commit", e.commit)
+                data = json.dumps({"error": e.message}).encode()
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                if body:
+                    self.wfile.write(data)
+            except (BrokenPipeError, ConnectionResetError):
+                pass
+
+        def _authorize(self, repo_id):
+            token = hub.private.get(repo_id)
+            if token is not None and self.headers.get("Authorization") != f"Bearer {token}":
+                # the Hub hides private repos: 401 + RepoNotFound without the right token
+                raise _HubError(401, "RepoNotFound", "Repository not found")
+
+        def _api(self, rest: str):
+            if "/revision/" in rest:
+                repo_id, revision = rest.split("/revision/", 1)
+                revision = unquote(revision)
+            else:
+                repo_id, revision = rest, "main"
+            repo_id, repo, commit = hub.find(repo_id, revision)
+            self._authorize(repo_id)
+            siblings = []
+            for name, data in sorted(repo["commits"][commit].items()):
+                entry = {"rfilename": name, "size": len(data), "blobId": git_blob_id(data)}
+                if name.endswith(LFS_SUFFIXES):
+                    entry["lfs"] = {"sha256": hashlib.sha256(data).hexdigest(), "size": len(data), "pointerSize": 134}
+                siblings.append(entry)
+            data = json.dumps({"id": repo_id, "modelId": repo_id, "sha": commit, "private": repo_id in hub.private,
+                               "siblings": siblings, "tags": ["gpt2"]}).encode()
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if self.command == "GET":
+                self.wfile.write(data)
+
+        def _resolve(self, path: str, body: bool):
+            repo_id, rest = path.lstrip("/").split("/resolve/", 1)
+            revision, filename = rest.split("/", 1)
+            repo_id, repo, commit = hub.find(repo_id, unquote(revision))
+            self._authorize(repo_id)
+            files = repo["commits"][commit]
+            filename = unquote(filename)
+            if filename not in files:
+                raise _HubError(404, "EntryNotFound", "Entry not found", commit=commit)
+            data = files[filename]
+            if filename.endswith(LFS_SUFFIXES):
+                sha = hashlib.sha256(data).hexdigest()
+                self.send_response(302)
+                self.send_header("Location", f"{hub.cdn}/{sha}?file={filename}")
+                self.send_header("X-Repo-Commit", commit)
+                self.send_header("X-Linked-Etag", f'"{sha}"')
+                self.send_header("X-Linked-Size", str(len(data)))
+                self.send_header("ETag", f'"{git_blob_id(data)}"')  # the pointer file's, as on the Hub
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            self.send_response(200)
+            self.send_header("X-Repo-Commit", commit)
+            self.send_header("ETag", f'"{git_blob_id(data)}"')
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            if body:
+                self.wfile.write(data)
+
+        def _cdn(self, rest: str, body: bool):
+            sha = rest.split("?")[0]
+            if sha not in hub.blobs:
+                raise _HubError(404, None, "No such blob")
+            data = hub.blobs[sha]
+            filename = urlsplit(self.path).query.removeprefix("file=")
+            if filename in hub.corrupt:
+                data = bytes(b ^ 0x5A for b in data[:64]) + data[64:]  # same size, wrong content
+            start = 0
+            ranged = self.headers.get("Range")
+            if ranged and ranged.startswith("bytes=") and ranged.endswith("-"):
+                start = int(ranged[len("bytes="):-1])
+                if start >= len(data):
+                    raise _HubError(416, None, "Range not satisfiable")
+                self.send_response(206)
+                self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
+            else:
+                self.send_response(200)
+            self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Length", str(len(data) - start))
+            self.send_header("ETag", f'"{sha}"')
+            self.end_headers()
+            if not body:
+                return
+            if hub.hold is not None and hub.hold[0] == filename:
+                deadline = time.monotonic() + 30
+                while len(hub.log("HEAD", f"/{filename}")) < hub.hold[1]:
+                    if time.monotonic() > deadline:
+                        hub.hold_timed_out = True
+                        break
+                    time.sleep(0.01)
+            with hub._lock:
+                cut_at = hub.cut.pop(filename, None) if body else None
+            end = len(data) if cut_at is None else max(cut_at, start)
+            position = start
+            while position < end:
+                step = min(1 << 16, end - position)
+                self.wfile.write(data[position:position + step])
+                position += step
+                if hub.delay:
+                    time.sleep(hub.delay)
+            if cut_at is not None:
+                self.wfile.flush()
+                self.close_connection = True
+                self.connection.shutdown(2)  # the transfer ends early, as when a network drops
+
+    return Handler
