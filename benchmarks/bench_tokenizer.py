@@ -1,0 +1,157 @@
+"""Encode throughput of npgpt's tokenizer against tiktoken and Hugging Face ``tokenizers``.
+
+    python benchmarks/bench_tokenizer.py                 # multilingual mix (2 MB) + English
+    python benchmarks/bench_tokenizer.py --mb 5 --repeat 7
+    python benchmarks/bench_tokenizer.py --file some.txt
+    python benchmarks/bench_tokenizer.py --profile       # cProfile of one cold npgpt encode
+    python benchmarks/bench_tokenizer.py --plain         # also npgpt without its NumPy merge path
+
+All three run on one thread, in the same process, on the same text, taking turns, best of
+``--repeat`` runs (wall clock, or ``--clock cpu``), and must give the same ids (checked; a
+mismatch is printed). MB = 10^6 bytes of UTF-8 input.
+
+- tiktoken: ``Encoding.encode_ordinary`` (Rust, single-threaded), gpt2 files loaded offline.
+- tokenizers: a ``BPE`` model from the same vocab.json/merges.txt with the ``ByteLevel``
+  pre-tokenizer, ``encode`` of the whole text as one sequence, with ``RAYON_NUM_THREADS=1`` and
+  ``TOKENIZERS_PARALLELISM=false`` set before it is imported.
+- npgpt "cold": its word cache is emptied before each run, so every distinct word of the text goes
+  through BPE once, as for text never seen before. "warm": the same text again with the cache
+  left full, as when a notebook re-tokenizes the same prompt.
+
+The npgpt breakdown splits a cold run into: the regex alone (``findall``), the cache lookups
+(warm run minus the regex) and BPE for first-seen words (cold run minus warm run).
+"""
+
+from __future__ import annotations
+
+import os
+
+os.environ["RAYON_NUM_THREADS"] = "1"  # before tokenizers is imported
+os.environ["TOKENIZERS_PARALLELISM"] = "false"
+
+import argparse
+import cProfile
+import pstats
+import sys
+import tempfile
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, os.path.join(HERE, "..", "tests"))  # shared text sources and the oracle
+sys.path.insert(0, os.path.join(HERE, ".."))
+
+from conftest_tokenizer_helpers import english_text, multilingual_corpus, tiktoken_gpt2
+
+from npgpt.tokenizer import _SPLIT_REGEX, Tokenizer, gpt2_files
+
+CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
+
+
+def best_times(runs: dict, repeat: int, clock) -> dict:
+    """{name: (fn, before)} -> {name: (best seconds, result of the last run)}.
+
+    The runs take turns (a, b, c, a, b, c, ...) so that a burst of load from other programs
+    slows all of them, not one, and the ratios stay fair on a shared machine.
+    """
+    best = {name: (float("inf"), None) for name in runs}
+    for _ in range(repeat):
+        for name, (fn, before) in runs.items():
+            if before:
+                before()
+            t0 = clock()
+            result = fn()
+            seconds = clock() - t0
+            best[name] = (min(best[name][0], seconds), result)
+    return best
+
+
+def hf_tokenizer():
+    try:
+        from tokenizers import Tokenizer as HFTokenizer
+        from tokenizers import decoders, models, pre_tokenizers
+    except ImportError:
+        return None
+    encoder_json, vocab_bpe = gpt2_files()
+    hf = HFTokenizer(models.BPE.from_file(encoder_json, vocab_bpe))
+    hf.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    hf.decoder = decoders.ByteLevel()
+    return hf
+
+
+def bench_text(label: str, text: str, tok: Tokenizer, tiktoken_enc, hf, repeat: int, clock, plain: bool) -> None:
+    mb = len(text.encode("utf-8")) / 1e6
+    print(f"\n== {label}: {mb:.2f} MB, {len(text):,} characters ==")
+    runs = {"tiktoken": (lambda: tiktoken_enc.encode_ordinary(text), None)}
+    if hf is not None:
+        runs["tokenizers"] = (lambda: hf.encode(text).ids, None)
+    runs["npgpt (cold cache)"] = (lambda: tok.encode_ordinary(text), tok._cache.clear)
+    runs["npgpt (warm cache)"] = (lambda: tok.encode_ordinary(text), None)  # filled by the cold run
+    if plain:  # the reference bpe() for every new word: what the NumPy path (bpe_many) saves
+        reference = Tokenizer(tok.encoder, tok.merges)
+        reference.batch_min = len(text) + 1
+        runs["npgpt cold, bpe only"] = (lambda: reference.encode_ordinary(text), reference._cache.clear)
+    runs["npgpt: regex alone"] = (lambda: _SPLIT_REGEX.findall(text), None)
+    best = best_times(runs, repeat, clock)
+
+    t_tt, ids_tt = best["tiktoken"]
+    print(f"{'':20s} {'MB/s':>7s} {'seconds':>8s}  ids")
+    for name in [n for n in runs if n.startswith(("tiktoken", "tokenizers", "npgpt (", "npgpt cold"))]:
+        seconds, ids = best[name]
+        same = "same as tiktoken" if ids == ids_tt else "DIFFERENT from tiktoken"
+        print(f"{name:20s} {mb / seconds:7.2f} {seconds:8.3f}  {len(ids):,} ({same})")
+    t_cold, t_warm = best["npgpt (cold cache)"][0], best["npgpt (warm cache)"][0]
+    print(f"ratio npgpt/tiktoken:   cold {t_tt / t_cold:.2f}x   warm {t_tt / t_warm:.2f}x")
+    if hf is not None:
+        t_hf = best["tokenizers"][0]
+        print(f"ratio npgpt/tokenizers: cold {t_hf / t_cold:.2f}x   warm {t_hf / t_warm:.2f}x")
+
+    t_regex, pieces = best["npgpt: regex alone"]
+    n_new = len(set(pieces))
+    t_bpe = max(t_cold - t_warm, 0.0)
+    print(
+        f"npgpt cold run = regex {t_regex:.3f}s ({len(pieces):,} pieces) + cache lookups "
+        f"{max(t_warm - t_regex, 0):.3f}s + BPE of the {n_new:,} distinct pieces {t_bpe:.3f}s "
+        f"({t_bpe / n_new * 1e6:.1f} us each)"
+    )
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--file", help="benchmark this UTF-8 text file instead of the built-in texts")
+    parser.add_argument("--mb", type=float, default=2.0, help="size of the multilingual mix (default 2)")
+    parser.add_argument("--repeat", type=int, default=5, help="runs per measurement; the best counts")
+    parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="wall (default) or cpu: "
+                        "process CPU time, steadier on a machine shared with other jobs")
+    parser.add_argument("--profile", action="store_true", help="cProfile one cold npgpt encode")
+    parser.add_argument("--plain", action="store_true", help="also time npgpt without its NumPy merge path")
+    args = parser.parse_args(argv)
+
+    if args.file:
+        with open(args.file, encoding="utf-8", errors="replace") as f:
+            texts = [(os.path.basename(args.file), f.read())]
+    else:
+        multi = multilingual_corpus(int(args.mb * 1e6))
+        if len(multi.encode()) < args.mb * 1e6:
+            print(f"note: only {len(multi.encode()) / 1e6:.2f} MB of translations found in /usr/share/locale")
+        texts = [("multilingual (gettext translations)", multi), ("English (pydoc topics)", english_text())]
+
+    tok = Tokenizer.gpt2()
+    with tempfile.TemporaryDirectory() as cache_dir:
+        tiktoken_enc = tiktoken_gpt2(cache_dir)
+    hf = hf_tokenizer()
+    print(f"python {sys.version.split()[0]}, best of {args.repeat} ({args.clock} clock), one thread each")
+
+    for label, text in texts:
+        if args.profile:
+            tok._cache.clear()
+            profiler = cProfile.Profile()
+            profiler.runcall(tok.encode_ordinary, text)
+            print(f"\n== profile of one cold npgpt encode: {label} ==")
+            pstats.Stats(profiler).sort_stats("tottime").print_stats(8)
+        else:
+            bench_text(label, text, tok, tiktoken_enc, hf, args.repeat, CLOCKS[args.clock], args.plain)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

