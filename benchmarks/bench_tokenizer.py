@@ -1,6 +1,7 @@
-"""Encode throughput of npgpt's tokenizer against tiktoken and Hugging Face ``tokenizers``.
+"""Encode throughput of npgpt's tokenizer against tiktoken and Hugging Face ``tokenizers``,
+and the time to load it.
 
-    python benchmarks/bench_tokenizer.py                 # multilingual mix (2 MB) + English
+    python benchmarks/bench_tokenizer.py                 # multilingual mix (2 MB) + English + load
     python benchmarks/bench_tokenizer.py --mb 5 --repeat 7
     python benchmarks/bench_tokenizer.py --file some.txt
     python benchmarks/bench_tokenizer.py --profile       # cProfile of one cold npgpt encode
@@ -14,12 +15,17 @@ mismatch is printed). MB = 10^6 bytes of UTF-8 input.
 - tokenizers: a ``BPE`` model from the same vocab.json/merges.txt with the ``ByteLevel``
   pre-tokenizer, ``encode`` of the whole text as one sequence, with ``RAYON_NUM_THREADS=1`` and
   ``TOKENIZERS_PARALLELISM=false`` set before it is imported.
-- npgpt "cold": its word cache is emptied before each run, so every distinct word of the text goes
-  through BPE once, as for text never seen before. "warm": the same text again with the cache
-  left full, as when a notebook re-tokenizes the same prompt.
+- npgpt "cold": its word cache is reset before each run (``clear_cache``) to what a new tokenizer
+  starts with, the vocabulary's own words, so every distinct word of the text that is not a
+  whole token goes through BPE once, as for text never seen before. "warm": the same text again
+  with the cache left full, as when a notebook re-tokenizes the same prompt.
 
-The npgpt breakdown splits a cold run into: the regex alone (``findall``), the cache lookups
-(warm run minus the regex) and BPE for first-seen words (cold run minus warm run).
+The npgpt breakdown splits a cold run into: the regex alone (``pretokenize_fast``), the cache
+lookups (warm run minus the regex) and BPE for first-seen words (cold run minus warm run).
+
+"load" starts a fresh Python a few times and times ``import npgpt``, ``Tokenizer.gpt2()`` and the
+first encodes (of a sentence, then of some words the tokenizer has not seen): the cost of
+``npgpt.load("gpt2")`` that is the tokenizer's.
 """
 
 from __future__ import annotations
@@ -31,7 +37,9 @@ os.environ["TOKENIZERS_PARALLELISM"] = "false"
 
 import argparse
 import cProfile
+import json
 import pstats
+import subprocess
 import sys
 import tempfile
 import time
@@ -42,7 +50,7 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 from conftest_tokenizer_helpers import english_text, multilingual_corpus, tiktoken_gpt2
 
-from npgpt.tokenizer import _SPLIT_REGEX, Tokenizer, gpt2_files
+from npgpt.tokenizer import Tokenizer, gpt2_files, pretokenize_fast
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
@@ -84,13 +92,13 @@ def bench_text(label: str, text: str, tok: Tokenizer, tiktoken_enc, hf, repeat: 
     runs = {"tiktoken": (lambda: tiktoken_enc.encode_ordinary(text), None)}
     if hf is not None:
         runs["tokenizers"] = (lambda: hf.encode(text).ids, None)
-    runs["npgpt (cold cache)"] = (lambda: tok.encode_ordinary(text), tok._cache.clear)
+    runs["npgpt (cold cache)"] = (lambda: tok.encode_ordinary(text), tok.clear_cache)
     runs["npgpt (warm cache)"] = (lambda: tok.encode_ordinary(text), None)  # filled by the cold run
     if plain:  # the reference bpe() for every new word: what the NumPy path (bpe_many) saves
         reference = Tokenizer(tok.encoder, tok.merges)
         reference.batch_min = len(text) + 1
-        runs["npgpt cold, bpe only"] = (lambda: reference.encode_ordinary(text), reference._cache.clear)
-    runs["npgpt: regex alone"] = (lambda: _SPLIT_REGEX.findall(text), None)
+        runs["npgpt cold, bpe only"] = (lambda: reference.encode_ordinary(text), reference.clear_cache)
+    runs["npgpt: regex alone"] = (lambda: pretokenize_fast(text), None)
     best = best_times(runs, repeat, clock)
 
     t_tt, ids_tt = best["tiktoken"]
@@ -106,13 +114,39 @@ def bench_text(label: str, text: str, tok: Tokenizer, tiktoken_enc, hf, repeat: 
         print(f"ratio npgpt/tokenizers: cold {t_hf / t_cold:.2f}x   warm {t_hf / t_warm:.2f}x")
 
     t_regex, pieces = best["npgpt: regex alone"]
-    n_new = len(set(pieces))
+    n_new = len(set(pieces).difference(tok._token_words))  # not whole tokens: they need merges
     t_bpe = max(t_cold - t_warm, 0.0)
     print(
         f"npgpt cold run = regex {t_regex:.3f}s ({len(pieces):,} pieces) + cache lookups "
-        f"{max(t_warm - t_regex, 0):.3f}s + BPE of the {n_new:,} distinct pieces {t_bpe:.3f}s "
+        f"{max(t_warm - t_regex, 0):.3f}s + BPE of the {n_new:,} distinct new pieces {t_bpe:.3f}s "
         f"({t_bpe / n_new * 1e6:.1f} us each)"
     )
+
+
+LOAD_SCRIPT = """
+import json, time
+t0 = time.perf_counter()
+import npgpt
+from npgpt.tokenizer import Tokenizer
+t1 = time.perf_counter()
+tok = Tokenizer.gpt2()
+t2 = time.perf_counter()
+tok.encode("Hello world, this is the first encode.")
+t3 = time.perf_counter()
+tok.encode("Zürich Straße naïve façade résumé 日本語 " * 20)
+t4 = time.perf_counter()
+print(json.dumps([t1 - t0, t2 - t1, t3 - t2, t4 - t3]))
+"""
+
+
+def bench_load(runs: int) -> None:
+    """Fresh processes: import npgpt, Tokenizer.gpt2(), first encode, first encode of new words."""
+    times = [json.loads(subprocess.check_output([sys.executable, "-c", LOAD_SCRIPT])) for _ in range(runs)]
+    print(f"\n== load, {runs} fresh processes (min - max, seconds) ==")
+    labels = ["import npgpt +tok.", "Tokenizer.gpt2()", "first encode", "first new words", "all four"]
+    columns = list(zip(*times)) + [[sum(t) for t in times]]
+    for label, column in zip(labels, columns):
+        print(f"{label:20s} {min(column):6.3f} - {max(column):6.3f}")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -124,6 +158,7 @@ def main(argv: list[str] | None = None) -> int:
                         "process CPU time, steadier on a machine shared with other jobs")
     parser.add_argument("--profile", action="store_true", help="cProfile one cold npgpt encode")
     parser.add_argument("--plain", action="store_true", help="also time npgpt without its NumPy merge path")
+    parser.add_argument("--load-runs", type=int, default=5, help="fresh processes for the load times (0: skip)")
     args = parser.parse_args(argv)
 
     if args.file:
@@ -143,13 +178,15 @@ def main(argv: list[str] | None = None) -> int:
 
     for label, text in texts:
         if args.profile:
-            tok._cache.clear()
+            tok.clear_cache()
             profiler = cProfile.Profile()
             profiler.runcall(tok.encode_ordinary, text)
             print(f"\n== profile of one cold npgpt encode: {label} ==")
             pstats.Stats(profiler).sort_stats("tottime").print_stats(8)
         else:
             bench_text(label, text, tok, tiktoken_enc, hf, args.repeat, CLOCKS[args.clock], args.plain)
+    if args.load_runs and not args.profile:
+        bench_load(args.load_runs)
     return 0
 
 

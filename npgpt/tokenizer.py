@@ -25,19 +25,27 @@ you allow it (``allowed_special={"<|endoftext|>"}``, it then becomes id 50256) o
 read as plain text (``encode_ordinary``, or ``disallowed_special=()``). Python strings can hold
 lone surrogates that UTF-8 cannot; like tiktoken we replace them by U+FFFD first.
 
-Speed. ``bpe`` is the reference: read it, ``explain`` uses it. A pure-Python BPE spends its time
-in (a) the regex and (b) Python work per word, so ``encode`` adds, each tested to give the same
-ids: one ``findall`` over the whole text with the possessive form of GPT-2's pattern that
-tiktoken uses (``GPT2_SPLIT_PATTERN``, checked to split exactly like
-``GPT2_SPLIT_PATTERN_ORIGINAL``); a cache from pre-token string straight to its tuple of ids,
-read with ``map`` so that words seen before cost no Python loop; bytes mapped with one
-``str.translate``; no merging at all for a piece that is already one token (most new English
-words); the merges of all the other new words of a text done together in NumPy (``bpe_many``:
-``bpe``'s loop run by every word in lockstep); and a heap for pieces of hundreds of bytes
-(``bpe_heap``), where ``bpe`` would take time quadratic in their length. The cost left is the
-regex (~8 MB/s here) and a few microseconds per distinct new word: text whose words repeat
-encodes at about half to three quarters of tiktoken's speed, text full of new words (many
-languages at once) at about a quarter to a third (``benchmarks/bench_tokenizer.py``).
+Speed. ``bpe`` is the reference: read it, ``explain`` uses it. ``encode`` takes faster paths to
+the same ids, each checked against the plain one by the tests:
+
+- step 1, ``pretokenize_fast``: tiktoken's possessive form of GPT-2's pattern
+  (``GPT2_SPLIT_PATTERN``), one ``findall`` per text without releasing the GIL between matches,
+  and for stretches of ASCII text Python's own ``re`` with ASCII classes, twice as fast;
+- steps 2-4, a word cache: pre-token -> its ids, which takes in the vocabulary's own words before
+  the first long text (a pre-token that is a whole token, most English words, is never merged),
+  read with one ``map`` over all the pieces of a text, so that words seen before cost no Python
+  loop. A new piece gets an
+  empty list there (the cache is a ``defaultdict``), and all the new pieces of the text are then
+  merged together in NumPy (``bpe_rows``: ``bpe``'s loop run by all of them in lockstep, the
+  pieces of one length as the rows of one array) and their lists filled;
+- a heap for pieces of hundreds of bytes (``bpe_heap``), where ``bpe`` takes quadratic time.
+
+What is left is the regex (10-13 MB/s here: 0.6 of tiktoken's whole time on text in many
+languages) and a few microseconds per distinct new word. Text whose words it has seen encodes at
+~0.9x tiktoken's speed, English it has never seen at ~0.5x, text full of new words in many
+languages at ~0.4x (``benchmarks/bench_tokenizer.py``). Loading is cheap: GPT-2's own two files,
+recognized by their SHA-256, are read without checks, and the tables that only some uses need are
+built on first use.
 
 Leaves out: training a vocabulary (``npgpt.bpe_train``), special tokens other than ``<|endoftext|>``,
 Hugging Face's ``tokenizer.json`` / ``added_tokens`` and its ``add_prefix_space`` option, and
@@ -50,16 +58,23 @@ Reference: OpenAI's ``gpt-2/src/encoder.py``; tiktoken (``tiktoken_ext/openai_pu
 from __future__ import annotations
 
 import codecs
+import gc
+import hashlib
 import heapq
 import importlib.util
 import json
+import operator
 import os
+import re
 import tempfile
-from collections.abc import Collection, Iterable
+import threading
+from collections import defaultdict
+from collections.abc import Collection, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from itertools import chain, filterfalse, pairwise
+from itertools import accumulate, chain, compress, islice, pairwise, repeat
 from typing import Literal
 
 import numpy as np
@@ -88,7 +103,33 @@ GPT2_SPLIT_PATTERN = (
 
 _SPLIT_REGEX = regex.compile(GPT2_SPLIT_PATTERN)
 
+# The same split for text made only of ASCII characters, written for Python's own `re` module,
+# which splits such text about twice as fast as `regex`. On ASCII the Unicode classes are short
+# lists: \p{L} is [A-Za-z], \p{N} is [0-9] and \s is [\t\n\v\f\r ] (Unicode's White_Space; `re`'s
+# own \s would also take \x1c-\x1f, which GPT-2's pattern counts as symbols). Greedy quantifiers,
+# as in GPT-2's original, because `re` has possessive ones only from Python 3.11. The tests check
+# all 128 ASCII characters against the Unicode classes and the two patterns against each other.
+_ASCII_SPACE = r"\t\n\x0b\x0c\r "
+GPT2_SPLIT_PATTERN_ASCII = (
+    rf"""'s|'t|'re|'ve|'m|'ll|'d| ?[A-Za-z]+| ?[0-9]+| ?[^{_ASCII_SPACE}A-Za-z0-9]+"""
+    rf"""|[{_ASCII_SPACE}]+(?![^{_ASCII_SPACE}])|[{_ASCII_SPACE}]+"""
+)
+_ASCII_SPLIT_REGEX = re.compile(GPT2_SPLIT_PATTERN_ASCII)
+
+# Where GPT-2's pattern always cuts, whatever the text around: between a printable ASCII
+# character and an ASCII whitespace character ("word|  next"). No piece holds a non-space followed
+# by a space (a space only ever starts a piece, or is part of a run of spaces), and the pattern has
+# no lookbehind and looks ahead only past runs of spaces, so the text on either side of such a
+# cut splits into the same pieces alone as inside the whole text. _ASCII_SPAN finds stretches of
+# at least 64 ASCII characters from one such cut (or the start of the text) to another (or the end).
+_ASCII_CUT = rf"(?<=[!-~])(?=[{_ASCII_SPACE}])"
+_ASCII_SPAN = re.compile(rf"((?:\A|{_ASCII_CUT})[\x00-\x7f]{{64,}}(?:{_ASCII_CUT}|\Z))")
+
 GPT2_N_VOCAB = 50257  # 256 byte tokens + 50000 merges + <|endoftext|>
+# SHA-256 of GPT-2's own encoder.json and vocab.bpe, as tiktoken pins them: two files with these
+# contents (under either pair of names) are read without checks (see _read_gpt2_files).
+GPT2_VOCAB_SHA256 = "196139668be63f3b5d6574427317ae82f612a97c5d1cdaf36ed2256dbf636783"
+GPT2_MERGES_SHA256 = "1ce1664773c50f3e0cc8842619a93edc4624525b728b188a9e0be33b7726adc5"
 GPT2_MODEL_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
 
 _NO_MERGE = (1 << 30) - 1  # "rank" of a pair merges.txt does not list: above every real rank;
@@ -114,6 +155,35 @@ def pretokenize(text: str) -> list[str]:
     "S"). CJK text has no spaces, so a whole clause can be one piece.
     """
     return _SPLIT_REGEX.findall(text)
+
+
+def pretokenize_fast(text: str) -> list[str]:
+    """``pretokenize``, the same pieces, faster; ``encode`` uses it.
+
+    - ``regex`` runs without releasing the GIL between matches (``concurrent=False``): ~20% faster;
+    - text that is all ASCII is split by ``re`` with ``GPT2_SPLIT_PATTERN_ASCII``: ~2x faster;
+    - text that is almost all ASCII (English prose with a few accents, emoji or curly quotes) is
+      cut where every split of GPT-2's pattern cuts (``_ASCII_SPAN``) into long ASCII stretches,
+      split by ``re``, and the rest, split by ``regex``.
+
+    >>> pretokenize_fast("Hello world! It's 2024...\\n\\n") == pretokenize("Hello world! It's 2024...\\n\\n")
+    True
+    """
+    if text.isascii():
+        return _ASCII_SPLIT_REGEX.findall(text)
+    if (len(text.encode("utf-8")) - len(text)) * 100 > len(text):  # over 1% non-ASCII: few long
+        return _SPLIT_REGEX.findall(text, concurrent=False)  # ASCII stretches to gain from
+    return _pretokenize_by_stretches(text)
+
+
+def _pretokenize_by_stretches(text: str) -> list[str]:
+    """``pretokenize``, with the long ASCII stretches of the text (``_ASCII_SPAN``) split by ``re``."""
+    chunks = _ASCII_SPAN.split(text)  # [other, ASCII, other, ASCII, ..., other]
+    pieces = _SPLIT_REGEX.findall(chunks[0], concurrent=False)
+    for ascii_stretch, other in zip(chunks[1::2], chunks[2::2]):
+        pieces += _ASCII_SPLIT_REGEX.findall(ascii_stretch)
+        pieces += _SPLIT_REGEX.findall(other, concurrent=False)
+    return pieces
 
 
 # ---------------------------------------------------------------------------------------------
@@ -160,6 +230,8 @@ _CHAR_TO_BYTE = {c: b for b, c in _BYTE_TO_CHAR.items()}
 # character code = byte value), then translate every character in one C call.
 _LATIN1_TO_CHAR = str.maketrans({chr(b): c for b, c in _BYTE_TO_CHAR.items()})
 _CHAR_TO_LATIN1 = str.maketrans({c: chr(b) for b, c in _BYTE_TO_CHAR.items()})
+_BYTE_OF_CODE_POINT = np.zeros(256 + 68, dtype=np.uint8)  # the same table, indexed by code point
+_BYTE_OF_CODE_POINT[[ord(c) for c in _CHAR_TO_BYTE]] = list(_CHAR_TO_BYTE.values())
 
 
 def to_byte_chars(piece: str) -> str:
@@ -179,6 +251,22 @@ def from_byte_chars(chars: str) -> bytes:
     Works on any token, also one that holds only part of a character ("ð" -> b"\\xf0").
     """
     return chars.translate(_CHAR_TO_LATIN1).encode("latin-1")
+
+
+def _token_bytes(encoder: dict[str, int], special_tokens: dict[str, int]) -> dict[int, bytes]:
+    """id -> the bytes its token stands for: ``from_byte_chars`` of every token, in one call.
+
+    Each character of a token is one byte, so all tokens are translated together and cut apart
+    again at their lengths. A special token stands for its own text (``<|endoftext|>``, whose
+    characters are printable ASCII and so stand for themselves in the translation as well).
+    """
+    tokens = list(encoder)
+    code_points = np.frombuffer("".join(tokens).encode("utf-32-le"), dtype=np.uint32)
+    data = _BYTE_OF_CODE_POINT[code_points].tobytes()  # str.translate + encode, but in NumPy
+    ends = list(accumulate(map(len, tokens)))
+    table = dict(zip(encoder.values(), map(data.__getitem__, map(slice, [0, *ends[:-1]], ends))))
+    table.update({i: t.encode("utf-8") for t, i in special_tokens.items()})
+    return table
 
 
 def replace_lone_surrogates(text: str) -> str:
@@ -316,8 +404,9 @@ class MergeTable:
     """
 
     n_vocab: int
-    keys: np.ndarray  # [n_merges] left_id * n_vocab + right_id of each merge, ascending
-    ranks: np.ndarray  # [n_merges] rank of the merge with that key
+    keys: np.ndarray  # [n_merges + 1] left_id * n_vocab + right_id of each merge, ascending,
+    # then n_vocab ** 2, which no pair has: every search for a pair's key ends on an entry (int64)
+    ranks: np.ndarray  # [n_merges + 1] rank of the merge with that key, _NO_MERGE for the last
     merged: np.ndarray  # [n_merges] id of the token that merge r makes, by rank r
     byte_ids: np.ndarray  # [256] id of the token of each single byte
     byte_pair_ranks: np.ndarray  # [256 * 256] rank of the merge of bytes (a, b) at a * 256 + b
@@ -325,83 +414,110 @@ class MergeTable:
     @classmethod
     def build(cls, encoder: dict[str, int], merges: list[tuple[str, str]]) -> MergeTable:
         n_vocab = max(encoder.values()) + 1
-        left = np.array([encoder[a] for a, _ in merges], dtype=np.int64)
-        right = np.array([encoder[b] for _, b in merges], dtype=np.int64)
-        merged = np.array([encoder[a + b] for a, b in merges], dtype=np.int64)
+        lefts, rights = [a for a, _ in merges], [b for _, b in merges]
+        left = np.array(list(map(encoder.__getitem__, lefts)), dtype=np.int64)  # [n_merges]
+        right = np.array(list(map(encoder.__getitem__, rights)), dtype=np.int64)  # [n_merges]
+        merged = np.array(list(map(encoder.__getitem__, map(operator.add, lefts, rights))), dtype=np.int32)
         keys = left * n_vocab + right
         order = np.argsort(keys, kind="stable")
-        byte_ids = np.array([encoder[_BYTE_TO_CHAR[b]] for b in range(256)], dtype=np.int64)
-        byte_pair_ranks = np.full(256 * 256, _NO_MERGE, dtype=np.int64)
-        for rank, (a, b) in enumerate(merges):
-            if len(a) == len(b) == 1:
-                byte_pair_ranks[_CHAR_TO_BYTE[a] * 256 + _CHAR_TO_BYTE[b]] = rank
-        return cls(n_vocab, keys[order], order.astype(np.int64), merged, byte_ids, byte_pair_ranks)
+        byte_ids = np.array([encoder[_BYTE_TO_CHAR[b]] for b in range(256)], dtype=np.int32)
+        byte_of_id = np.full(n_vocab, -1)  # [n_vocab] the byte a single-byte token stands for
+        byte_of_id[byte_ids] = np.arange(256)
+        a, b = byte_of_id[left], byte_of_id[right]
+        of_two_bytes = (a >= 0) & (b >= 0)
+        byte_pair_ranks = np.full(256 * 256, _NO_MERGE, dtype=np.int32)
+        byte_pair_ranks[a[of_two_bytes] * 256 + b[of_two_bytes]] = np.flatnonzero(of_two_bytes)
+        keys = np.append(keys[order], n_vocab**2)
+        ranks = np.append(order, _NO_MERGE).astype(np.int32)
+        return cls(n_vocab, keys, ranks, merged, byte_ids, byte_pair_ranks)
 
     def rank(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """Rank of each pair of token ids; _NO_MERGE for a pair that is no merge."""
-        keys = left * self.n_vocab + right
-        where = np.minimum(np.searchsorted(self.keys, keys), len(self.keys) - 1)
+        keys = left.astype(np.int64) * self.n_vocab + right
+        # searching for the keys in ascending order walks the table in order, which is faster
+        order = np.argsort(keys)
+        where = np.empty_like(order)
+        where[order] = np.searchsorted(self.keys, keys[order])  # where each key is or would be
         return np.where(self.keys[where] == keys, self.ranks[where], _NO_MERGE)
 
 
 def bpe_many(pieces: list[bytes], table: MergeTable) -> list[tuple[int, ...]]:
-    """``bpe`` for many pieces at once (their UTF-8 bytes in, their token ids out), in lockstep.
+    """``bpe`` for many pieces at once (their UTF-8 bytes in, their token ids out), in NumPy.
 
-    The same loop as ``bpe``: in each round every unfinished piece merges its lowest-ranked pair,
-    the leftmost if tied, so every piece goes through exactly the merges ``bpe`` would apply. The
-    pieces lie end to end in one array, so a round is a few NumPy calls for all of them instead
-    of Python work per piece; a piece leaves the array when no pair of it merges. It pays off from
-    a few dozen pieces (``Tokenizer.batch_min``), e.g. the new words of a long text.
+    >>> bpe_many([b" world", b"Hello", b" Z\\xc3\\xbcrich"], Tokenizer.gpt2().merge_table)
+    [(995,), (15496,), (1168, 9116, 7527)]
 
-    >>> bpe_many([b" world", b"Hello"], Tokenizer.gpt2().merge_table)
-    [(995,), (15496,)]
+    See ``bpe_rows``, which does the work and gives the results in blocks of rows.
     """
-    # n: the parts of all unfinished pieces, end to end; w: unfinished pieces
-    n_parts = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))  # [w]
-    if not n_parts.all():
-        raise ValueError("bpe_many: every piece needs at least one byte")
-    utf8 = np.frombuffer(b"".join(pieces), dtype=np.uint8).astype(np.int64)  # [n] one part per byte
-    ids = table.byte_ids[utf8]  # [n]
-    owner = np.repeat(np.arange(len(pieces)), n_parts)  # [n] which piece each part belongs to
-    rank = np.append(table.byte_pair_ranks[utf8[:-1] * 256 + utf8[1:]], _NO_MERGE)  # [n] (i, i+1)
-    rank[np.cumsum(n_parts) - 1] = _NO_MERGE  # a piece's last part has no pair
     result: list[tuple[int, ...]] = [()] * len(pieces)
-    while ids.size:
-        first = np.cumsum(n_parts) - n_parts  # [w] index of each piece's first part
-        best = np.minimum.reduceat(rank, first)  # [w] each piece's lowest pair rank
-        done = best == _NO_MERGE
-        if done.any():  # pieces with nothing left to merge: take them out
-            done_parts = np.repeat(done, n_parts)  # [n]
-            flat = ids[done_parts].tolist()
-            start = 0
-            for piece, length in zip(owner[first[done]].tolist(), n_parts[done].tolist()):
-                result[piece] = tuple(flat[start : start + length])
-                start += length
-            ids, owner, rank = ids[~done_parts], owner[~done_parts], rank[~done_parts]
-            n_parts, best = n_parts[~done], best[~done]
-            if not ids.size:
-                break
-        # in each piece, the leftmost part whose pair has the piece's lowest rank
-        at = np.flatnonzero(rank == np.repeat(best, n_parts))
-        at = at[np.r_[True, owner[at[1:]] != owner[at[:-1]]]]  # [w]
-        ids[at] = table.merged[best]  # best: the rank of the merge each piece applies now
-        keep = np.ones(ids.size, dtype=bool)
-        keep[at + 1] = False  # the right part is now inside the merged one
-        ids, owner, rank = ids[keep], owner[keep], rank[keep]
-        n_parts -= 1
-        at -= np.arange(at.size)  # where the merged parts are after the deletions before them
-        # only the pairs on either side of a merged part have changed
-        rank[at] = _pair_ranks(ids, owner, at, table)
-        before = at[at > 0] - 1
-        rank[before] = _pair_ranks(ids, owner, before, table)
+    for index, ids in bpe_rows(pieces, table):
+        for i, token_ids in zip(index.tolist(), map(tuple, ids.tolist())):
+            result[i] = token_ids
     return result
 
 
-def _pair_ranks(ids: np.ndarray, owner: np.ndarray, at: np.ndarray, table: MergeTable) -> np.ndarray:
-    """Rank of the pair (ids[i], ids[i + 1]) for each i in ``at``; _NO_MERGE at a piece's last part."""
-    nxt = np.minimum(at + 1, ids.size - 1)
-    ranks = table.rank(ids[at], ids[nxt])
-    return np.where((at + 1 < ids.size) & (owner[at] == owner[nxt]), ranks, _NO_MERGE)
+def bpe_rows(pieces: list[bytes], table: MergeTable) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """``bpe``'s loop for many pieces in lockstep. Yields blocks ``(index, ids)``: ``ids[k]`` is
+    the row of token ids that ``bpe`` makes of ``pieces[index[k]]``; rows in a block have one length.
+
+    Pieces of n bytes are the rows of an [w, n] array, one part per byte, and ``bpe`` runs in all
+    rows at once. In a round, every row merges its lowest-ranked pair, the leftmost if tied
+    (``argmin``), exactly as ``bpe`` does; a row with no pair left to merge is finished and
+    leaves. The others are all one part shorter now: rows of n parts have become rows of n - 1
+    parts, the same shape as the pieces that were n - 1 bytes long to begin with, which join them.
+    So the loop walks down from the longest piece's length to 1, one round per length, and each
+    round is a fixed number of NumPy calls for all the rows. It pays off from a few dozen pieces
+    (``Tokenizer.batch_min``), e.g. the new words of a long text. Pieces longer than a few hundred
+    bytes cost a round per byte each: ``bpe_heap`` is better for them.
+    """
+    lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))  # [n_pieces]
+    if not lengths.all():
+        raise ValueError("bpe_many/bpe_rows: every piece needs at least one byte, got an empty one")
+    if not pieces:
+        return
+    by_length = np.argsort(lengths, kind="stable")  # [n_pieces] piece numbers, shortest first
+    # all the bytes, end to end, shortest piece first: the pieces of one length are one block
+    utf8 = np.frombuffer(b"".join(map(pieces.__getitem__, by_length.tolist())), dtype=np.uint8)
+    n_max = int(lengths[by_length[-1]])
+    # [n_max + 2] where the pieces of n bytes start in by_length, and where their bytes start
+    first = np.searchsorted(lengths[by_length], np.arange(n_max + 2))
+    first_byte = np.concatenate([[0], np.cumsum(lengths[by_length])])[first]
+    # the unfinished rows, each with n parts when the round for length n starts:
+    ids = np.empty((0, n_max), dtype=np.int32)  # [w, n] the parts, as token ids
+    ranks = np.empty((0, n_max - 1), dtype=np.int32)  # [w, n - 1] rank of each adjacent pair
+    index = np.empty(0, dtype=np.int64)  # [w] which piece each row is
+    for n in range(n_max, 0, -1):
+        if first[n + 1] > first[n]:  # the pieces of n bytes join the rows, one part per byte
+            byte = utf8[first_byte[n] : first_byte[n + 1]].reshape(-1, n).astype(np.intp)  # [w+, n]
+            ids = np.concatenate([ids, table.byte_ids[byte]])
+            ranks = np.concatenate([ranks, table.byte_pair_ranks[byte[:, :-1] * 256 + byte[:, 1:]]])
+            index = np.concatenate([index, by_length[first[n] : first[n + 1]]])
+        if n == 1 or not index.size:  # rows of one part are finished
+            if index.size:
+                yield index, ids
+            ids, ranks = ids[:, :-1], ranks[:, :-1]
+            continue
+        at = ranks.argmin(axis=1)  # [w] the pair each row merges: lowest rank, leftmost
+        rows = np.arange(index.size)
+        best = ranks[rows, at]  # [w] its rank
+        done = best == _NO_MERGE
+        if done.any():  # rows with nothing left to merge are finished
+            yield index[done], ids[done]
+            keep = ~done
+            ids, ranks, index, at, best = ids[keep], ranks[keep], index[keep], at[keep], best[keep]
+            rows = rows[: index.size]
+        # the merge: the pair's left part becomes the merged token, the parts right of the pair
+        # move one to the left, and the last column goes (every row is one part shorter now)
+        ids[rows, at] = table.merged[best]
+        column = np.arange(n - 1)
+        ids = np.where(column <= at[:, None], ids[:, :-1], ids[:, 1:])  # [w, n - 1]
+        ranks = np.where(column[:-1] < at[:, None], ranks[:, :-1], ranks[:, 1:])  # [w, n - 2]
+        # only the pairs on either side of the merged part have changed: (before, merged part)
+        # where there is a part before, and (merged part, after) where there is one after
+        has_before, has_after = at > 0, at < n - 2
+        r = np.concatenate([rows[has_before], rows[has_after]])
+        j = np.concatenate([at[has_before] - 1, at[has_after]])
+        ranks[r, j] = table.rank(ids[r, j], ids[r, j + 1])
 
 
 # ---------------------------------------------------------------------------------------------
@@ -417,9 +533,9 @@ def read_vocab(path: str | os.PathLike) -> dict[str, int]:
         raise TokenizerFileError(f"{path}: not a JSON vocabulary file ({e})") from e
     if not isinstance(vocab, dict) or not vocab:
         raise TokenizerFileError(f"{path}: expected a JSON object {{token: id}}, got {type(vocab).__name__}")
-    bad = [(k, v) for k, v in vocab.items() if not isinstance(v, int) or isinstance(v, bool) or v < 0]
-    if bad:
-        raise TokenizerFileError(f"{path}: token ids must be non-negative integers, got {bad[0]!r}")
+    if set(map(type, vocab.values())) != {int} or min(vocab.values()) < 0:  # (True's type is bool)
+        bad = next((k, v) for k, v in vocab.items() if type(v) is not int or v < 0)
+        raise TokenizerFileError(f"{path}: token ids must be non-negative integers, got {bad!r}")
     return vocab
 
 
@@ -434,25 +550,26 @@ def read_merges(path: str | os.PathLike) -> list[tuple[str, str]]:
     """
     try:
         with open(path, encoding="utf-8") as f:
-            lines = f.read().split("\n")
+            text = f.read()
     except UnicodeDecodeError as e:
         raise TokenizerFileError(f"{path}: not UTF-8 text ({e})") from e
-    if lines and lines[0].startswith("#version"):
-        lines = lines[1:]
-    merges = []
-    for number, line in enumerate(lines, start=2):
-        line = line.rstrip("\r")
-        if not line:
-            continue
-        pair = line.split(" ")
-        if len(pair) != 2 or not pair[0] or not pair[1]:
-            raise TokenizerFileError(
-                f"{path}, line {number}: expected two tokens separated by one space, got {line!r}"
-            )
-        merges.append((pair[0], pair[1]))
-    if not merges:
+    lines = text.split("\n")
+    if "\r" in text:  # Windows line ends
+        lines = [line.rstrip("\r") for line in lines]
+    first = 1 if lines[0].startswith("#version") else 0
+    body = list(filter(None, lines[first:]))  # the non-empty lines
+    if not body:
         raise TokenizerFileError(f"{path}: no merges found")
-    return merges
+    # When every line holds exactly one space, the words of all lines, in order, are left, right,
+    # left, right, ...: one split of the whole text instead of one per line (50,000 for GPT-2).
+    words = " ".join(body).split(" ") if set(map(str.count, body, repeat(" "))) == {1} else [""]
+    if "" in words:  # a line that is not "left right": find it, to say which
+        for number, line in enumerate(lines[first:], start=first + 1):
+            if line and (line.count(" ") != 1 or "" in line.split(" ")):
+                raise TokenizerFileError(
+                    f"{path}, line {number}: expected two tokens separated by one space, got {line!r}"
+                )
+    return list(zip(words[0::2], words[1::2]))
 
 
 def _check_vocab_and_merges(vocab, merges, vocab_path, merges_path) -> None:
@@ -464,15 +581,15 @@ def _check_vocab_and_merges(vocab, merges, vocab_path, merges_path) -> None:
             f"{vocab_path}: {len(missing)} of the 256 byte tokens are missing (e.g. {missing[0]!r}); "
             "this is not a byte-level BPE vocabulary like GPT-2's"
         )
-    strangers = set("".join(t for t in vocab if t != ENDOFTEXT)) - set(_CHAR_TO_BYTE)
+    # (<|endoftext|> is written in printable ASCII characters, which are in the alphabet too)
+    strangers = set("".join(vocab)).difference(_CHAR_TO_BYTE)
     if strangers:
         token = next(t for t in vocab if t != ENDOFTEXT and strangers.intersection(t))
         raise TokenizerFileError(
             f"{vocab_path}: token {token!r} has characters outside GPT-2's byte alphabet "
             "(bytes_to_unicode); this is not a byte-level BPE vocabulary"
         )
-    ids = sorted(vocab.values())
-    if ids != list(range(len(vocab))):
+    if list(vocab.values()) != list(range(len(vocab))) and sorted(vocab.values()) != list(range(len(vocab))):
         raise TokenizerFileError(f"{vocab_path}: ids must be 0..{len(vocab) - 1} with no gaps or repeats")
     if len(set(merges)) != len(merges):
         seen = set()
@@ -485,13 +602,36 @@ def _check_vocab_and_merges(vocab, merges, vocab_path, merges_path) -> None:
             f"merges + {n_special} special = {256 + len(merges) + n_special}; the files do not "
             "belong together (GPT-2's have 50257 tokens and 50000 merges)"
         )
-    for rank, (left, right) in enumerate(merges):
-        for part in (left, right, left + right):
-            if part not in vocab:
-                raise TokenizerFileError(
-                    f"{merges_path}: merge {rank} ({left!r} {right!r}) uses {part!r}, which is "
-                    f"not in {vocab_path}"
-                )
+    lefts, rights = [a for a, _ in merges], [b for _, b in merges]
+    if not all(map(vocab.__contains__, chain(lefts, rights, map(operator.add, lefts, rights)))):
+        for rank, (left, right) in enumerate(merges):  # find the first one, to say which
+            for part in (left, right, left + right):
+                if part not in vocab:
+                    raise TokenizerFileError(
+                        f"{merges_path}: merge {rank} ({left!r} {right!r}) uses {part!r}, which is "
+                        f"not in {vocab_path}"
+                    )
+
+
+def _read_gpt2_files(vocab_path, merges_path) -> tuple[dict[str, int], list[tuple[str, str]]] | None:
+    """(vocab, merges) if the two files are GPT-2's own, byte for byte, else None.
+
+    Their SHA-256 (3 ms) says so, and then they need no checking (the tests check them) and the
+    vocabulary no parsing: GPT-2's is the 256 byte characters in ``bytes_to_unicode`` order, then
+    what each of the 50,000 merges makes, in merge order, then ``<|endoftext|>`` (a test compares
+    this with the parsed file). Loading takes half the time this way.
+    """
+    with open(vocab_path, "rb") as f:
+        if hashlib.sha256(f.read()).hexdigest() != GPT2_VOCAB_SHA256:
+            return None
+    with open(merges_path, "rb") as f:
+        data = f.read()
+    if hashlib.sha256(data).hexdigest() != GPT2_MERGES_SHA256:
+        return None
+    words = data.decode("utf-8").split()[2:]  # after "#version: 0.2", "left right" on each line
+    lefts, rights = words[0::2], words[1::2]
+    tokens = chain(_BYTE_TO_CHAR.values(), map(operator.add, lefts, rights), [ENDOFTEXT])
+    return dict(zip(tokens, range(GPT2_N_VOCAB))), list(zip(lefts, rights))
 
 
 def gpt2_files() -> tuple[str, str]:
@@ -606,26 +746,56 @@ class Tokenizer:
     """
 
     eot_token = ENDOFTEXT
-    cache_size = 1 << 18  # pre-tokens remembered (about 40 MB when full)
-    batch_min = 64  # from this many new words needing merges, merge them with bpe_many
+    cache_size = 1 << 18  # pre-tokens remembered (~40 MB when full)
+    batch_min = 64  # from this many new words in one text, merge them all at once (bpe_rows)
+    words_min = 4096  # a text of this many pieces first puts the vocabulary's words in the cache
     long_piece = 128  # a piece of more bytes than this is merged with bpe_heap
 
     def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], *, name: str = "bpe"):
         """``vocab``: token string (in bytes_to_unicode characters) -> id; ``merges`` in rank order.
 
-        The files are checked by ``from_files``; this constructor trusts its arguments.
+        The files are checked by ``from_files``; this constructor trusts its arguments. The tables
+        only some uses need (``ranks``, ``merge_table``, the word cache) are built on first use.
         """
         self.name = name
         self.encoder = dict(vocab)  # "Ġworld" -> 995
-        self.ranks = {pair: rank for rank, pair in enumerate(merges)}  # ("Ġ", "w") -> 0
         self.merges = list(merges)
-        self.special_tokens = {t: i for t, i in self.encoder.items() if t == ENDOFTEXT}
-        # id -> the bytes it stands for; a special token is its own text
-        self._bytes = {
-            i: t.encode("utf-8") if t in self.special_tokens else from_byte_chars(t)
-            for t, i in self.encoder.items()
-        }
-        self._cache: dict[str, tuple[int, ...]] = {}  # pre-token -> its ids, for words seen before
+        self.special_tokens = {t: self.encoder[t] for t in (ENDOFTEXT,) if t in self.encoder}
+        self._cache: defaultdict[str, Sequence[int]] | None = None  # see _word_cache
+        self._cache_has_words = False
+        self._lock = threading.Lock()
+
+    @cached_property
+    def ranks(self) -> dict[tuple[str, str], int]:
+        """("Ġ", "w") -> 0: the rank of each merge, for ``bpe`` (built on first use)."""
+        return dict(zip(self.merges, range(len(self.merges))))
+
+    @cached_property
+    def merge_table(self) -> MergeTable:
+        """The merges as NumPy arrays, for ``bpe_many`` (built on first use)."""
+        return MergeTable.build(self.encoder, self.merges)
+
+    @cached_property
+    def _bytes(self) -> dict[int, bytes]:
+        """995 -> b" world": the bytes each token stands for (built on first use)."""
+        return _token_bytes(self.encoder, self.special_tokens)
+
+    @cached_property
+    def _token_words(self) -> dict[str, tuple[int]]:
+        """The text of every ordinary token -> (its id,): " world" -> (995,).
+
+        The word cache takes these in before the first long text, so that a pre-token that is a
+        whole token (most English words) needs no merging at all: BPE would merge it all the way to
+        that token anyway (every GPT-2 token is what BPE makes of its own text; a test checks it).
+        tiktoken does the same. A token that is not valid UTF-8 on its own (part of a character)
+        gets a key with a lone surrogate (``surrogateescape``), which no pre-token can equal.
+        """
+        token_bytes = self._bytes
+        texts = map(bytes.decode, token_bytes.values(), repeat("utf-8"), repeat("surrogateescape"))
+        words = dict(zip(texts, zip(token_bytes)))  # zip(ids) gives the 1-tuples (id,)
+        for token in self.special_tokens:  # encode_ordinary reads <|endoftext|> as text
+            del words[token]
+        return words
 
     # -- construction ------------------------------------------------------------------------
 
@@ -636,9 +806,12 @@ class Tokenizer:
         for path in (vocab_path, merges_path):
             if not os.path.isfile(path):
                 raise ModelNotFoundError(f"tokenizer file not found: {path}")
-        vocab = read_vocab(vocab_path)
-        merges = read_merges(merges_path)
-        _check_vocab_and_merges(vocab, merges, vocab_path, merges_path)
+        gpt2 = _read_gpt2_files(vocab_path, merges_path)
+        if gpt2:
+            vocab, merges = gpt2
+        else:
+            vocab, merges = read_vocab(vocab_path), read_merges(merges_path)
+            _check_vocab_and_merges(vocab, merges, vocab_path, merges_path)
         name = os.path.basename(os.path.dirname(os.path.abspath(vocab_path))) or "bpe"
         return cls(vocab, merges, name=name)
 
@@ -707,44 +880,82 @@ class Tokenizer:
     def encode_ordinary(self, text: str) -> list[int]:
         """Token ids of text, with ``<|endoftext|>`` read as ordinary text (7 tokens)."""
         text = replace_lone_surrogates(_check_text(text))
-        pieces = _SPLIT_REGEX.findall(text)  # step 1
-        cache = self._cache
-        try:  # every piece seen before (a prompt tokenized again): C all the way, no Python loop
-            return list(chain.from_iterable(map(cache.__getitem__, pieces)))
-        except KeyError:
-            pass
-        new = list(dict.fromkeys(filterfalse(cache.__contains__, pieces)))  # in order, once each
-        if len(cache) + len(new) > self.cache_size:  # a cache, not a leak: start over when full
-            cache.clear()
-            new = list(dict.fromkeys(pieces))
-        cache.update(zip(new, self._encode_pieces(new)))  # steps 2-4, once per distinct new piece
-        return list(chain.from_iterable(map(cache.__getitem__, pieces)))
+        pieces = pretokenize_fast(text)  # step 1
+        with self._lock, _gc_paused():  # other threads must not see the new pieces' lists unfilled
+            cache = self._word_cache(len(pieces))
+            n_known = len(cache)
+            # steps 2-4 of each piece seen before, by one lookup (C all the way, no Python loop);
+            # a new piece gets an empty list (the cache is a defaultdict), filled in just below
+            found = list(map(cache.__getitem__, pieces))
+            if len(cache) > n_known:  # the entries just added, in order: the new pieces' lists
+                new = list(islice(cache, n_known, None))
+                try:
+                    self._encode_pieces(new, list(islice(cache.values(), n_known, None)))  # steps 2-4
+                except BaseException:  # (even KeyboardInterrupt) no empty list may stay in the cache
+                    for piece in new:
+                        del cache[piece]
+                    raise
+        return list(chain.from_iterable(found))
 
-    def _encode_pieces(self, pieces: list[str]) -> list[tuple[int, ...]]:
-        """Steps 2-4 for pre-tokens: [" world", " Zürich"] -> [(995,), (1168, 9116, 7527)]."""
-        chars = [to_byte_chars(piece) for piece in pieces]  # " world" -> "Ġworld"
-        # A piece that is a whole token needs no merging: BPE would merge it all the way (every
-        # GPT-2 token is reachable by its own merges; a test checks it). tiktoken does the same.
-        result = [(self.encoder[c],) if c in self.encoder else None for c in chars]
-        todo = [k for k, ids in enumerate(result) if ids is None]
-        short = [k for k in todo if len(chars[k]) <= self.long_piece]
-        long = [k for k in todo if len(chars[k]) > self.long_piece]
-        if len(short) >= self.batch_min:
-            merged = bpe_many([pieces[k].encode("utf-8") for k in short], self.merge_table)
-        else:
-            merged = [self._ids(bpe(chars[k], self.ranks)) for k in short]
-        merged += [self._ids(bpe_heap(chars[k], self.ranks)) for k in long]
-        for k, ids in zip(short + long, merged):
-            result[k] = ids
-        return result
+    def _encode_pieces(self, pieces: list[str], slots: list[list[int]]) -> None:
+        """Steps 2-4 for distinct pre-tokens, into the empty lists ``slots``: [" Zürich"], [[]] ->
+        [[1168, 9116, 7527]].
+
+        Many pieces (the new words of a long text) are merged all at once in NumPy (``bpe_rows``),
+        except the rare pieces of hundreds of bytes; a few pieces, one at a time (``bpe``).
+        """
+        if len(pieces) < self.batch_min:
+            for piece, slot in zip(pieces, slots):
+                slot += self._encode_piece(piece)
+            return
+        utf8 = list(map(str.encode, pieces))  # step 2, as bytes: bpe_rows maps bytes to tokens itself
+        if max(map(len, utf8)) > self.long_piece:  # the rare pieces of hundreds of bytes: bpe_heap
+            short = [len(b) <= self.long_piece for b in utf8]
+            for piece, slot in compress(zip(pieces, slots), map(operator.not_, short)):
+                slot += self._encode_piece(piece)
+            slots, utf8 = list(compress(slots, short)), list(compress(utf8, short))
+        for index, ids in bpe_rows(utf8, self.merge_table):  # steps 3-4 for all the others at once
+            for slot, row in zip(map(slots.__getitem__, index.tolist()), ids.tolist()):
+                slot += row
+
+    def _encode_piece(self, piece: str) -> tuple[int, ...]:
+        """Steps 2-4 for one pre-token: " Zürich" -> (1168, 9116, 7527)."""
+        chars = to_byte_chars(piece)  # " Zürich" -> "ĠZÃ¼rich"
+        if chars in self.encoder:  # a whole token: BPE would merge it all the way (see _token_words)
+            return (self.encoder[chars],)
+        merge = bpe if len(chars) <= self.long_piece else bpe_heap  # the same merges, see bpe_heap
+        return self._ids(merge(chars, self.ranks))
+
+    def clear_cache(self) -> None:
+        """Forget the words seen so far, as if no text had been encoded yet (for benchmarks)."""
+        with self._lock:
+            self._cache = None
+
+    def _word_cache(self, n_pieces: int) -> defaultdict[str, Sequence[int]]:
+        """Pre-token -> its ids, for every pre-token seen so far; started over when full.
+
+        Before a text of ``words_min`` pieces or more, the vocabulary's own words go in
+        (``_token_words``): building them takes ~30 ms, once, which only a long text repays.
+        """
+        if self._cache is None or len(self._cache) > self.cache_size:
+            self._cache, self._cache_has_words = defaultdict(list), False
+        if n_pieces >= self.words_min and not self._cache_has_words:
+            self._cache.update(self._token_words)
+            self._cache_has_words = True
+        return self._cache
+
+    def __getstate__(self) -> dict:  # pickle, copy.deepcopy: no lock, no cache
+        state = self.__dict__.copy()
+        del state["_lock"]
+        state["_cache"] = None
+        return state
+
+    def __setstate__(self, state: dict) -> None:
+        self.__dict__.update(state)
+        self._lock = threading.Lock()
 
     def _ids(self, tokens: list[str]) -> tuple[int, ...]:
         return tuple(map(self.encoder.__getitem__, tokens))
-
-    @cached_property
-    def merge_table(self) -> MergeTable:
-        """The merges as NumPy arrays, for ``bpe_many`` (built on first use)."""
-        return MergeTable.build(self.encoder, self.merges)
 
     def encode(
         self,
@@ -915,6 +1126,20 @@ def _gpt2_tokenizer() -> Tokenizer:
             f"{GPT2_N_VOCAB - 1}, got {tok.n_vocab} tokens and <|endoftext|> = {tok.eot_id}"
         )
     return tok
+
+
+@contextmanager
+def _gc_paused():
+    """Pause Python's cycle collector. Encoding a long text makes tens of thousands of small lists
+    (one per new word), and each few hundred of them would start a collection that walks through
+    the young objects, among them the list of all the text's pieces; none of them is in a cycle."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if enabled:
+            gc.enable()
 
 
 @lru_cache(maxsize=16)

@@ -11,18 +11,29 @@ Layers:
 
 from __future__ import annotations
 
+import copy
+import gc
+import hashlib
 import io
 import json
 import os
+import pickle
+import re
 import shutil
 import time
+from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
 import pytest
 import regex
-from conftest_tokenizer_helpers import LOCALE_ROOT, multilingual_corpus, tiktoken_gpt2
+from conftest_tokenizer_helpers import (
+    LOCALE_ROOT,
+    english_text,
+    multilingual_corpus,
+    tiktoken_gpt2,
+)
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -30,19 +41,30 @@ from npgpt import cli
 from npgpt.commands import tokenize as tokenize_command
 from npgpt.errors import InputError, ModelNotFoundError
 from npgpt.tokenizer import (
+    _ASCII_SPAN,
     ENDOFTEXT,
+    GPT2_MERGES_SHA256,
     GPT2_SPLIT_PATTERN,
+    GPT2_SPLIT_PATTERN_ASCII,
     GPT2_SPLIT_PATTERN_ORIGINAL,
+    GPT2_VOCAB_SHA256,
     Explanation,
     Tokenizer,
     TokenizerFileError,
+    _check_vocab_and_merges,
+    _pretokenize_by_stretches,
+    _read_gpt2_files,
     bpe,
     bpe_heap,
     bpe_many,
+    bpe_rows,
     bytes_to_unicode,
     from_byte_chars,
     gpt2_files,
     pretokenize,
+    pretokenize_fast,
+    read_merges,
+    read_vocab,
     replace_lone_surrogates,
     to_byte_chars,
 )
@@ -173,6 +195,17 @@ def to_chars(utf8: bytes) -> str:
     return "".join(table[b] for b in utf8)
 
 
+def test_bpe_rows_gives_each_piece_once_in_blocks_of_one_length(tok):
+    pieces = [w.encode() for w in ["a", "ab", "abc", " world", " Zürich", "日本語", "ab", "x" * 40]]
+    seen = []
+    for index, ids in bpe_rows(pieces, tok.merge_table):
+        assert ids.ndim == 2 and ids.shape[0] == index.size > 0
+        seen += index.tolist()
+    assert sorted(seen) == list(range(len(pieces)))
+    with pytest.raises(ValueError, match="at least one byte"):
+        bpe_many([b"a", b""], tok.merge_table)
+
+
 @PROPERTY
 @given(
     st.binary(max_size=200)
@@ -211,6 +244,76 @@ def test_the_two_split_patterns_agree_on_hand_picked_cases():
         assert original.findall(text) == regex.findall(GPT2_SPLIT_PATTERN, text), repr(text)
 
 
+def test_ascii_classes_are_the_unicode_classes_on_ascii():
+    """What GPT2_SPLIT_PATTERN_ASCII and the cuts of _ASCII_SPAN rely on, for all 128 characters."""
+    for c in map(chr, range(128)):
+        is_space = bool(regex.fullmatch(r"\s", c))
+        assert bool(re.fullmatch("[A-Za-z]", c)) == bool(regex.fullmatch(r"\p{L}", c)), ascii(c)
+        assert bool(re.fullmatch("[0-9]", c)) == bool(regex.fullmatch(r"\p{N}", c)), ascii(c)
+        assert bool(re.fullmatch("[\t\n\x0b\x0c\r ]", c)) == is_space, ascii(c)
+        if re.fullmatch("[!-~]", c):  # the character before a cut is never a space
+            assert not is_space
+
+
+ASCII_BITS = [
+    " ", "  ", "\n", "\n\n", "\r\n", "\t", "\x0b", "\x0c", "\x1c", "\x1f", "\x00", "\x7f", "'", "'s", "'LL",
+    "re", "a", "Zebra", " word", "  two", "42", " 7", "!", "...", " (x)", "<|", "endoftext", "|>",
+]
+NON_ASCII_BITS = ["é", " café", "日本", "👍🏽", "\xa0", " \xa0", "\u3000", "\u2028", "\x85", "٣", "\u0301", "’"]
+
+
+@st.composite
+def mostly_ascii(draw):
+    """ASCII text of up to ~1000 characters with a few non-ASCII characters in it."""
+    parts = draw(st.lists(st.sampled_from(ASCII_BITS), min_size=20, max_size=300))
+    for _ in range(draw(st.integers(1, 6))):
+        parts.insert(draw(st.integers(0, len(parts))), draw(st.sampled_from(NON_ASCII_BITS)))
+    return "".join(parts)
+
+
+STRETCHY = [  # long ASCII stretches next to non-ASCII characters that join or split pieces
+    "word " * 20 + "café" + " word" * 20,
+    "ab " * 40 + "xé" + " y" * 40,
+    "Zebra. " * 12 + "\xa0" + " more" * 15,
+    " " * 100 + "\u3000x" + "  \n" * 30,
+    "it's " * 15 + "’s 日本" + "\n\n  " * 30,
+    "1234 " * 20 + "٣٤" + "5678" * 20,
+    "end.\n" * 20 + "👍🏽" + "\t\t x" * 30,
+]
+
+
+@PROPERTY
+@given(st.lists(st.sampled_from(ASCII_BITS), max_size=60).map("".join) | st.text(st.characters(max_codepoint=127)))
+def test_the_ascii_pattern_splits_ascii_text_like_gpt2s(text):
+    assert re.findall(GPT2_SPLIT_PATTERN_ASCII, text) == pretokenize(text) == pretokenize_fast(text)
+
+
+@pytest.mark.parametrize("text", STRETCHY, ids=lambda s: ascii(s)[:30])
+def test_splitting_by_ascii_stretches_on_hand_picked_cases(text):
+    assert len(_ASCII_SPAN.split(text)) >= 3  # at least one stretch
+    assert _pretokenize_by_stretches(text) == pretokenize(text)
+
+
+@PROPERTY
+@given(mostly_ascii() | st.text(st.characters(exclude_categories=()), max_size=80))
+def test_splitting_by_ascii_stretches_gives_gpt2s_pieces(text):
+    text = replace_lone_surrogates(text)
+    assert _pretokenize_by_stretches(text) == pretokenize(text) == pretokenize_fast(text)
+    chunks = _ASCII_SPAN.split(text)
+    assert "".join(chunks) == text
+    for stretch in chunks[1::2]:  # the ASCII stretches: long, and cut where GPT-2's pattern cuts
+        assert stretch.isascii() and len(stretch) >= 64
+
+
+def test_english_text_takes_the_ascii_stretches_path_and_matches_tiktoken(tok, oracle):
+    text = english_text()  # Python's help topics: English, with a few hundred non-ASCII characters
+    assert not text.isascii() and (len(text.encode()) - len(text)) * 100 <= len(text)
+    assert len(_ASCII_SPAN.split(text)) > 100  # many stretches, so the path is really exercised
+    assert pretokenize_fast(text) == pretokenize(text)
+    tok.clear_cache()
+    assert tok.encode_ordinary(text) == oracle.encode_ordinary(text)
+
+
 # ---------------------------------------------------------------------------------------------
 # 2. Files
 
@@ -224,7 +327,8 @@ def test_gpt2_vocabulary_sizes(tok):
 
 
 def test_every_gpt2_token_is_what_bpe_makes_of_its_own_text(tok):
-    """Justifies the shortcut in _encode_piece: a piece that is a whole token becomes that token."""
+    """Justifies starting the word cache from the vocabulary: a piece that is a whole token
+    becomes that token."""
     wrong = [t for t in tok.encoder if t != ENDOFTEXT and bpe(t, tok.ranks) != [t]]
     assert wrong == []
 
@@ -268,6 +372,50 @@ def test_save_writes_the_hub_files_byte_for_byte(tmp_path, tok):
     assert sorted(os.listdir(tmp_path / "out")) == ["merges.txt", "vocab.json"]  # no temp files left
     again = Tokenizer.from_folder(tmp_path / "out")
     assert again.encode("round trip ✓") == tok.encode("round trip ✓")
+
+
+def test_gpt2_files_are_the_pinned_ones_and_pass_the_full_check(tmp_path):
+    """Loading skips parsing and checking for exactly these two files; here both run on them."""
+    encoder_json, vocab_bpe = gpt2_files()
+    assert hashlib.sha256(Path(encoder_json).read_bytes()).hexdigest() == GPT2_VOCAB_SHA256
+    assert hashlib.sha256(Path(vocab_bpe).read_bytes()).hexdigest() == GPT2_MERGES_SHA256
+    vocab, merges = read_vocab(encoder_json), read_merges(vocab_bpe)
+    _check_vocab_and_merges(vocab, merges, encoder_json, vocab_bpe)
+    fast_vocab, fast_merges = _read_gpt2_files(encoder_json, vocab_bpe)  # what loading does instead
+    assert list(fast_vocab.items()) == list(vocab.items()) and fast_merges == merges
+    # a file that differs by one merge is checked again
+    shutil.copyfile(encoder_json, tmp_path / "vocab.json")
+    (tmp_path / "merges.txt").write_bytes(Path(vocab_bpe).read_bytes() + "Ġ Ġzzz\n".encode())
+    with pytest.raises(TokenizerFileError, match="do not belong together"):
+        Tokenizer.from_folder(tmp_path)
+
+
+def test_read_merges_line_ends_header_and_errors(tmp_path):
+    path = tmp_path / "merges.txt"
+    for text in ["#version: 0.2\r\nh e\r\nl l\r\n", "h e\n\nl l", "#version: 0.2\nh e\nl l\n\n"]:
+        path.write_bytes(text.encode())
+        assert read_merges(path) == [("h", "e"), ("l", "l")], repr(text)
+    for text, line in [("h e\nl  l\n", 2), ("#version: 0.2\nh e\n l\n", 3), ("h e\nl \n", 2), ("he\n", 1)]:
+        path.write_bytes(text.encode())
+        with pytest.raises(TokenizerFileError, match=f"line {line}: expected two tokens"):
+            read_merges(path)
+
+
+def test_construction_leaves_the_derived_tables_for_first_use(tok):
+    fresh = Tokenizer(tok.encoder, tok.merges)
+    assert not {"ranks", "merge_table", "_bytes", "_token_words"} & set(vars(fresh))
+    assert fresh.decode([995]) == " world" and fresh.ranks[("Ġ", "t")] == 0
+    fresh.encode("Hello world, a short text")
+    assert "_token_words" not in vars(fresh)  # not worth building for a short text
+    text = english_text()[:50_000]
+    assert len(pretokenize(text)) >= fresh.words_min
+    assert fresh.encode_ordinary(text) == tok.encode_ordinary(text)
+    assert fresh._cache[" the"] == (262,)  # a long text: the vocabulary's words are in the cache
+    words = fresh._token_words
+    assert words[" world"] == (995,) and words["Hello"] == (15496,) and ENDOFTEXT not in words
+    assert len(words) == fresh.n_vocab - 1
+    for text, (i,) in list(words.items())[::50]:
+        assert text.encode("utf-8", "surrogateescape") == fresh.token_bytes(i)
 
 
 def tiny_files(folder, merges=(("h", "e"), ("l", "l"), ("he", "ll"), ("Ġ", "w")), eot=True):
@@ -409,7 +557,8 @@ def test_five_megabytes_of_multilingual_text_match_tiktoken(tok, oracle, corpus)
 def test_corpus_splits_and_merges_like_the_original_gpt2_code(tok, corpus):
     text = corpus[:1_500_000]
     pieces = pretokenize(text)
-    assert regex.findall(GPT2_SPLIT_PATTERN_ORIGINAL, text) == pieces
+    assert regex.findall(GPT2_SPLIT_PATTERN_ORIGINAL, text) == pieces == pretokenize_fast(text)
+    assert _pretokenize_by_stretches(text) == pieces
     words = sorted(set(pieces))
     for piece in words[::9]:  # a deterministic sample of distinct pieces
         chars = to_byte_chars(piece)
@@ -547,6 +696,60 @@ def test_cache_is_bounded_and_does_not_change_results(tok):
     assert small.encode(text) == tok.encode(text) == small.encode(text)
     assert small.encode("one") == tok.encode("one")
     assert len(small._cache) <= 10
+
+
+def new_words(seed: int, n: int = 300) -> str:
+    """Text of made-up words, nearly all new to any cache."""
+    rng = np.random.default_rng(seed)
+    letters = list("abcdefghijklmnopqrstuvwxyzäöüß")
+    return " ".join("".join(rng.choice(letters, int(rng.integers(3, 12)))) for _ in range(n))
+
+
+@pytest.mark.parametrize("batch_min", [1, 10**9])  # the NumPy path and the one-at-a-time path
+def test_a_failed_encode_leaves_no_unfilled_words_in_the_cache(tok, monkeypatch, batch_min):
+    fresh = Tokenizer(tok.encoder, tok.merges)
+    fresh.batch_min = batch_min
+    text = new_words(0, 50)
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr("npgpt.tokenizer.bpe_rows", interrupted)
+    monkeypatch.setattr("npgpt.tokenizer.bpe", interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        fresh.encode(text)
+    monkeypatch.undo()
+    assert all(fresh._cache.values())  # no empty list was left behind
+    assert fresh.encode(text) == tok.encode(text)
+
+
+def test_threads_sharing_one_tokenizer_get_the_right_ids(tok):
+    texts = [new_words(seed) for seed in range(8)]
+    expected = [tok.encode(text) for text in texts]
+    shared = Tokenizer(tok.encoder, tok.merges)
+    shared.batch_min = 1
+    with ThreadPoolExecutor(4) as pool:
+        for _ in range(3):
+            shared.clear_cache()
+            assert list(pool.map(shared.encode, texts)) == expected
+
+
+def test_a_tokenizer_can_be_pickled_and_deep_copied(tok):
+    text = "Hello world, Zürich 👍 " + new_words(1, 20)
+    for twin in (pickle.loads(pickle.dumps(tok)), copy.deepcopy(tok)):
+        assert twin.encode(text) == tok.encode(text) and twin.n_vocab == tok.n_vocab
+
+
+def test_encode_leaves_the_garbage_collector_as_it_was(tok):
+    assert gc.isenabled()
+    tok.encode(new_words(2, 100))
+    assert gc.isenabled()
+    gc.disable()
+    try:
+        tok.encode(new_words(3, 100))
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
 
 
 # ---------------------------------------------------------------------------------------------
