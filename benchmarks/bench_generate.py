@@ -9,10 +9,10 @@ cache), never stopping early, and is timed from the inside:
     prefill  time to the first new token: the prompt through the model, KV cache filled
     decode   tokens per second after the first token, with the KV cache
 
-Each figure is the median of several runs after a warm-up; the libraries alternate run by run and
-the speed-up is the median of the per-run ratios, so both meet the same load. On a shared machine
-the figures are still noisy (with 2 threads on 2 busy cores, OpenBLAS's and torch's spinning
-threads wait on each other): re-run when it is quiet, or compare with OPENBLAS_NUM_THREADS=1.
+Each library runs alone in a process of its own (OpenBLAS's and torch's worker threads spin
+while idle, so two libraries in one process on 2 cores slow each other several-fold); the
+processes alternate (``--rounds``), and each figure is the median of all their runs after a
+warm-up. On a shared machine the figures are still noisy: re-run when it is quiet.
 
     python benchmarks/bench_generate.py                        # gpt2, prompts of 128 and 512 tokens
     python benchmarks/bench_generate.py --model-size gpt2-medium
@@ -51,20 +51,16 @@ def blas_threads() -> tuple[int, str]:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(), "openblas"
 
 
-def build_models(preset: str):
+def build_folder(preset: str, folder: str) -> None:
+    """Random weights of ``preset``'s shape, made by transformers and written with save_pretrained."""
     import torch
     import transformers
 
     import npgpt
 
-    config = npgpt.PRESETS[preset]
     torch.manual_seed(0)
-    hf_config = transformers.GPT2Config(**config.to_hf_dict())
-    hf = transformers.GPT2LMHeadModel(hf_config).eval()
-    with tempfile.TemporaryDirectory() as folder:
-        hf.save_pretrained(folder)
-        model = npgpt.load(folder)
-    return hf, model
+    hf_config = transformers.GPT2Config(**npgpt.PRESETS[preset].to_hf_dict())
+    transformers.GPT2LMHeadModel(hf_config).eval().save_pretrained(folder)
 
 
 class _Clock:
@@ -102,18 +98,34 @@ def time_npgpt(model, ids, new_tokens):
     return stats.time_to_first_token, stats.decode_tokens_per_s
 
 
-def paired_runs(ours, theirs, runs):
-    """Alternate the two libraries run by run, so that both meet the same load on a shared machine.
+def worker(library: str, folder: str, lengths: list[int], new_tokens: int, runs: int) -> int:
+    """Time one library alone in this process and print its figures as JSON.
 
-    Returns the medians of (prefill, decode) for each and the medians of the per-pair ratios.
+    Each library runs in a process of its own: OpenBLAS's and torch's OpenMP worker threads both
+    spin while they wait for work, so with both libraries in one process on 2 cores each one's
+    idle threads steal the cores the other is computing on, and both slow down several-fold.
     """
-    pairs = [(ours(), theirs()) for _ in range(runs)]
-    med = statistics.median
-    np_ttft, np_tps = med(a[0] for a, _ in pairs), med(a[1] for a, _ in pairs)
-    pt_ttft, pt_tps = med(b[0] for _, b in pairs), med(b[1] for _, b in pairs)
-    prefill_ratio = med(b[0] / a[0] for a, b in pairs)  # torch time / npgpt time
-    decode_ratio = med(a[1] / b[1] for a, b in pairs)  # npgpt tok/s / torch tok/s
-    return (np_ttft, np_tps), (pt_ttft, pt_tps), (prefill_ratio, decode_ratio)
+    import json
+
+    rng = np.random.default_rng(0)
+    if library == "npgpt":
+        import npgpt
+
+        model = npgpt.load(folder)
+        prompt = [int(i) for i in rng.integers(0, model.config.n_vocab - 1, max(lengths))]
+        run = lambda ids, n: time_npgpt(model, ids, n)  # noqa: E731
+    else:
+        import torch
+        import transformers
+
+        torch.set_num_threads(blas_threads()[0])
+        hf = transformers.GPT2LMHeadModel.from_pretrained(folder).eval()
+        prompt = [int(i) for i in rng.integers(0, hf.config.vocab_size - 1, max(lengths))]
+        run = lambda ids, n: time_torch(hf, ids, n)  # noqa: E731
+    run(prompt[:16], 4)  # warm-up: first calls allocate, load kernels, fill caches
+    out = {n: [run(prompt[:n], new_tokens) for _ in range(runs)] for n in lengths}
+    print(json.dumps(out))
+    return 0
 
 
 def main(argv=None) -> int:
@@ -123,46 +135,56 @@ def main(argv=None) -> int:
     parser.add_argument("--prompt-lengths", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens per decode run (default 64, quick 16)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per figure (default 5, quick 2)")
+    parser.add_argument("--rounds", type=int, default=2, help="worker processes per library, alternating (default 2)")
+    parser.add_argument("--worker", choices=["npgpt", "torch"], help=argparse.SUPPRESS)
+    parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     new_tokens = args.new_tokens or (16 if args.quick else 64)
     runs = args.runs or (2 if args.quick else 5)
+    if args.worker:
+        return worker(args.worker, args.folder, args.prompt_lengths, new_tokens, runs)
+
+    import json
+    import subprocess
 
     import torch
 
     n_threads, blas = blas_threads()
-    torch.set_num_threads(n_threads)
-    hf, model = build_models(args.model_size)
-    rng = np.random.default_rng(0)
-    prompt = [int(i) for i in rng.integers(0, model.config.n_vocab - 1, max(args.prompt_lengths))]
+    med = statistics.median
+    with tempfile.TemporaryDirectory() as folder:
+        build_folder(args.model_size, folder)
+        import npgpt
 
-    print(
-        f"{args.model_size}: {model.config.n_params() / 1e6:.0f}M parameters, random weights, float32; "
-        f"{n_threads} threads (numpy: {blas}, torch {torch.__version__}: {torch.get_num_threads()}); "
-        f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; median of {runs} runs, "
-        f"{new_tokens} new tokens per run"
-    )
-    # warm-up: first calls allocate, load kernels, fill caches
-    time_npgpt(model, prompt[:16], 4)
-    time_torch(hf, prompt[:16], 4)
+        config = npgpt.GPT2Config.load(os.path.join(folder, "config.json"))
+        print(
+            f"{args.model_size}: {config.n_params() / 1e6:.0f}M parameters, random weights, float32; "
+            f"{n_threads} threads (numpy: {blas}, torch {torch.__version__}); "
+            f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; each library in its own "
+            f"process, {args.rounds} processes each, alternating; median of {runs * args.rounds} runs, "
+            f"{new_tokens} new tokens per run", flush=True,
+        )
+        results = {"npgpt": {}, "torch": {}}
+        base = [sys.executable, os.path.abspath(__file__), "--folder", folder, "--new-tokens", str(new_tokens),
+                "--runs", str(runs), "--prompt-lengths", *map(str, args.prompt_lengths)]
+        for _ in range(args.rounds):
+            for library in ("npgpt", "torch"):
+                done = subprocess.run(base + ["--worker", library], capture_output=True, text=True, check=True)
+                for n, timings in json.loads(done.stdout.strip().splitlines()[-1]).items():
+                    results[library].setdefault(int(n), []).extend(timings)
 
     rows = []
     for n in args.prompt_lengths:
-        ids = prompt[:n]
-        (np_ttft, np_tps), (pt_ttft, pt_tps), (prefill_ratio, decode_ratio) = paired_runs(
-            lambda: time_npgpt(model, ids, new_tokens), lambda: time_torch(hf, ids, new_tokens), runs
-        )
-        rows.append((f"prefill {n} tokens (s)", np_ttft, pt_ttft, prefill_ratio, 1.0))
-        rows.append((f"decode after {n} (tok/s)", np_tps, pt_tps, decode_ratio, 1.5))
+        np_ttft, np_tps = med(t[0] for t in results["npgpt"][n]), med(t[1] for t in results["npgpt"][n])
+        pt_ttft, pt_tps = med(t[0] for t in results["torch"][n]), med(t[1] for t in results["torch"][n])
+        rows.append((f"prefill {n} tokens (s)", np_ttft, pt_ttft, pt_ttft / np_ttft, 1.0))
+        rows.append((f"decode after {n} (tok/s)", np_tps, pt_tps, np_tps / pt_tps, 1.5))
 
     print(f"\n{'':<26}{'npgpt':>10}{'torch':>10}{'npgpt speed-up':>16}{'target':>9}")
     for label, ours, theirs, ratio, target in rows:
         fmt = ".3f" if "(s)" in label else ".1f"
         mark = "ok" if ratio >= target else "below"
         print(f"{label:<26}{ours:>10{fmt}}{theirs:>10{fmt}}{ratio:>15.2f}x{f'>={target}x':>9} {mark}")
-    print(
-        "\nspeed-up: median over runs of torch time / npgpt time (prefill) and npgpt tok/s / torch tok/s\n"
-        "(decode), each run timing both libraries back to back"
-    )
+    print("\nspeed-up: torch median time / npgpt median time (prefill), npgpt median tok/s / torch median tok/s (decode)")
     return 0
 
 
