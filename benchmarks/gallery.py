@@ -33,8 +33,9 @@ import npgpt  # noqa: E402
 import viz  # noqa: E402
 from npgpt import inspection as I  # noqa: E402
 
-PROMPT = ("Mr and Mrs Dursley, of number four, Privet Drive, were proud to say that they were perfectly "
-          "normal, thank you very much. Mr and Mrs Dursley")
+# Public domain (Romeo and Juliet, II.2), with a repeat at the end for induction heads to find.
+PROMPT = ("ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
+          "JULIET:\nAy me!\nROMEO:\nShe speaks: O, speak again, bright angel!\nBut soft, what light through yonder window")
 DOCS = {"attention": "attention.png", "grid": "grid.png", "logit_lens": "logit_lens.png", "flow": "flow.png"}
 
 

@@ -1,0 +1,60 @@
+"""Every notebook runs top to bottom, matches its source, and uses only npgpt's public API.
+
+The notebooks are built from ``notebooks/src/*.py`` by ``notebooks/build.py`` and committed with
+outputs. Here each committed notebook is executed again (in a temporary folder, so nothing in the
+checkout changes) and any error fails the test.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+nbformat = pytest.importorskip("nbformat")
+nbclient = pytest.importorskip("nbclient")
+
+ROOT = Path(__file__).resolve().parent.parent
+NOTEBOOKS = sorted((ROOT / "notebooks").glob("[0-9][0-9]_*.ipynb"))
+SOURCES = sorted((ROOT / "notebooks" / "src").glob("[0-9][0-9]_*.py"))
+
+sys.path.insert(0, str(ROOT / "notebooks"))
+from build import cells_from_source  # noqa: E402
+
+
+def test_every_source_has_a_built_notebook():
+    assert len(SOURCES) >= 8
+    assert [s.stem for s in SOURCES] == [n.stem for n in NOTEBOOKS]
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_matches_its_source_and_has_outputs(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    source = notebook.parent / "src" / (notebook.stem + ".py")
+    expected = [c.source for c in cells_from_source(source.read_text(encoding="utf-8"))]
+    assert [c.source for c in nb.cells] == expected, f"{notebook.name} is stale: run python notebooks/build.py {notebook.stem[:2]}"
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    assert any(c.outputs for c in code), "committed without outputs"
+    assert not any(o.get("output_type") == "error" for c in code for o in c.outputs)
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_uses_public_api_only(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")
+    private = re.findall(r"\b(?:npgpt|viz|model|tok|inspection)\.(_\w+)", code)
+    assert not private, f"{notebook.name} uses private names {private}"
+    assert "import torch" not in code and "transformers" not in code
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_notebook_executes_without_error(notebook, tmp_path, monkeypatch):
+    monkeypatch.setenv("MPLBACKEND", "agg")
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no cell may depend on the network
+    nb = nbformat.read(notebook, as_version=4)
+    client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
+    client.execute()  # raises CellExecutionError, naming the cell, on any error
+    assert any(o.get("output_type") in ("stream", "display_data", "execute_result") for c in nb.cells if c.cell_type == "code" for o in c.outputs)
