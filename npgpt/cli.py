@@ -15,7 +15,7 @@ import sys
 from .errors import NpgptError
 
 # Module names under npgpt.commands, in the order `npgpt --help` lists them.
-COMMANDS = ["generate", "score", "chat", "tokenize", "download", "models", "viz"]
+COMMANDS = ["generate", "score", "chat", "tokenize", "download", "models", "viz", "train", "finetune", "data"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -50,7 +50,7 @@ Hooks: ``hooks={name: fn}`` calls ``fn(activation)`` at that point of the forwar
 on with what it returns (same shape), so a hook can read, ablate or patch any activation above.
 Hooks see the batch axis too.
 
-Leaves out: dropout (inference only) and training (``npgpt/train.py`` has the backward pass).
+Leaves out: dropout (inference only) and training (``npgpt/backward.py`` has the backward pass, ``npgpt/train.py`` the loop).
 """
 
 from __future__ import annotations
