@@ -61,25 +61,12 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from .errors import InputError
-from .model import GPT2, ActivationCache, gpt2
+from .model import GPT2, ActivationCache, gpt2, log_softmax
 
 Logits = np.ndarray  # [n_vocab] or [batch, n_vocab]
 
 
 # ---- sampling helpers: pure functions on logits --------------------------------------------------
-
-
-def log_softmax(logits: np.ndarray) -> np.ndarray:
-    """log(softmax(logits)) along the last axis, computed stably in float64; -inf stays -inf.
-
-    >>> np.round(np.exp(log_softmax(np.array([0.0, np.log(3.0), -np.inf]))), 6)
-    array([0.25, 0.75, 0.  ])
-    """
-    x = np.asarray(logits, dtype=np.float64)
-    x_max = np.max(x, axis=-1, keepdims=True)
-    x_max = np.where(np.isfinite(x_max), x_max, 0.0)
-    shifted = x - x_max
-    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
 
 
 def probabilities(logits: np.ndarray) -> np.ndarray:
@@ -443,6 +430,20 @@ def _is_int_sequence(x) -> bool:
     return isinstance(x, (list, tuple)) and all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in x)
 
 
+def _token_ids(model: GPT2, text_or_ids, what: str) -> list[int]:
+    """A text (encoded with the model's tokenizer, ``<|endoftext|>`` allowed) or token ids, as ids."""
+    if isinstance(text_or_ids, str):
+        if model.tokenizer is None:
+            raise InputError(
+                "this model has no tokenizer, so text cannot be encoded; pass token ids "
+                "(e.g. model.generate([464, 2068])), or set model.tokenizer = npgpt.Tokenizer.from_folder(...)"
+            )
+        return model.tokenizer.encode(text_or_ids, allowed_special="all")
+    if _is_int_sequence(text_or_ids):
+        return [int(i) for i in text_or_ids]
+    raise InputError(f"{what} must be a string or a list of token ids, got {type(text_or_ids).__name__}")
+
+
 def encode_prompts(model: GPT2, prompt_or_prompts) -> tuple[list[list[int]], bool]:
     """Token ids of each prompt, and whether a single prompt was given.
 
@@ -465,17 +466,7 @@ def encode_prompts(model: GPT2, prompt_or_prompts) -> tuple[list[list[int]], boo
         )
     out = []
     for prompt in prompts:
-        if isinstance(prompt, str):
-            if model.tokenizer is None:
-                raise InputError(
-                    "this model has no tokenizer, so a text prompt cannot be encoded; pass token ids "
-                    "(e.g. model.generate([464, 2068])), or set model.tokenizer = npgpt.Tokenizer.from_folder(...)"
-                )
-            ids = model.tokenizer.encode(prompt, allowed_special="all")
-        elif _is_int_sequence(prompt):
-            ids = [int(i) for i in prompt]
-        else:
-            raise InputError(f"each prompt must be a string or a list of token ids, got {type(prompt).__name__}")
+        ids = _token_ids(model, prompt, "each prompt")
         if not ids:
             eot = getattr(model.tokenizer, "eot_id", None)
             if eot is None:
@@ -970,14 +961,7 @@ def score(model: GPT2, text_or_ids, *, window: int | None = None, stride: int | 
     token is scored once, in the first window where it is among the new tokens, so every token
     after the first window sees at least ``window - stride`` tokens of context.
     """
-    if isinstance(text_or_ids, str):
-        if model.tokenizer is None:
-            raise InputError("this model has no tokenizer: pass token ids to score")
-        ids = model.tokenizer.encode(text_or_ids, allowed_special="all")
-    elif _is_int_sequence(text_or_ids):
-        ids = [int(i) for i in text_or_ids]
-    else:
-        raise InputError(f"score takes a string or a list of token ids, got {type(text_or_ids).__name__}")
+    ids = _token_ids(model, text_or_ids, "score's text")
     n_text = len(ids)
     if prepend_eot:
         eot = getattr(model.tokenizer, "eot_id", None)

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
-from .model import layer_norm, softmax
+from .model import layer_norm, log_softmax, softmax
 
 __all__ = [
     "token_labels", "residual_rows", "lens_logits", "logit_lens", "LogitLens",
@@ -480,12 +480,6 @@ class HeadAblation:
         return self.ablated_logprob - self.logprob
 
 
-def _log_softmax(logits: np.ndarray) -> np.ndarray:
-    x = logits.astype(np.float64)
-    x = x - x.max()
-    return x - np.log(np.exp(x).sum())
-
-
 def _check_head(model, layer: int, head: int) -> tuple[int, int]:
     c = model.config
     if not -c.n_layer <= layer < c.n_layer:
@@ -502,7 +496,7 @@ def _ablation_setup(model, ids, target, position):
     clean = model.logits(ids)  # [n_seq, n_vocab]
     position = _position(position, ids.shape[0])
     target = int(np.argmax(clean[position])) if target is None else _token_id(model, target)
-    return ids, position, target, float(_log_softmax(clean[position])[target])
+    return ids, position, target, float(log_softmax(clean[position])[target])
 
 
 def head_ablation(model, ids, layer: int, head: int, target=None, position: int = -1, mode: str = "zero") -> HeadAblation:
@@ -513,7 +507,7 @@ def head_ablation(model, ids, layer: int, head: int, target=None, position: int 
     layer, head = _check_head(model, layer, head)
     ids, position, target, clean = _ablation_setup(model, ids, target, position)
     ablated = model.logits(ids, hooks=ablation_hooks([(layer, head)], mode))[position]
-    return HeadAblation(layer, head, mode, target, position, clean, float(_log_softmax(ablated)[target]))
+    return HeadAblation(layer, head, mode, target, position, clean, float(log_softmax(ablated)[target]))
 
 
 def ablation_scan(model, ids, target=None, position: int = -1, mode: str = "zero") -> np.ndarray:
@@ -527,5 +521,5 @@ def ablation_scan(model, ids, target=None, position: int = -1, mode: str = "zero
     for layer in range(c.n_layer):
         for head in range(c.n_head):
             ablated = model.logits(ids, hooks=ablation_hooks([(layer, head)], mode))[position]
-            out[layer, head] = float(_log_softmax(ablated)[target]) - clean
+            out[layer, head] = float(log_softmax(ablated)[target]) - clean
     return out

@@ -101,6 +101,21 @@ def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
     return e
 
 
+def log_softmax(logits: np.ndarray) -> np.ndarray:
+    """log(softmax(logits)) along the last axis, computed stably in float64; -inf stays -inf.
+
+    Generation, scoring and the inspection helpers read log-probabilities from it.
+
+    >>> np.round(np.exp(log_softmax(np.array([0.0, np.log(3.0), -np.inf]))), 6)
+    array([0.25, 0.75, 0.  ])
+    """
+    x = np.asarray(logits, dtype=np.float64)
+    x_max = np.max(x, axis=-1, keepdims=True)
+    x_max = np.where(np.isfinite(x_max), x_max, 0.0)
+    shifted = x - x_max
+    return shifted - np.log(np.sum(np.exp(shifted), axis=-1, keepdims=True))
+
+
 def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-5) -> np.ndarray:
     """Normalise each position's vector to mean 0, variance 1, then scale and shift per feature."""
     mean = np.mean(x, axis=-1, keepdims=True)  # [..., n_embd] -> [..., 1]

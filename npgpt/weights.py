@@ -363,22 +363,17 @@ def load_folder(path: str | os.PathLike, dtype=np.float32, mmap: bool = True):
     config = GPT2Config.load(folder / CONFIG_NAME)
     tensors = open_safetensors(folder / WEIGHTS_NAME) if mmap else read_safetensors(folder / WEIGHTS_NAME)
     params = params_from_checkpoint(tensors, config, source=str(folder / WEIGHTS_NAME), dtype=dtype)
-    return GPT2(config=config, params=params, tokenizer=_load_tokenizer(folder, config), name=folder.name)
+    return GPT2(config=config, params=params, tokenizer=_load_tokenizer(folder), name=folder.name)
 
 
-def _load_tokenizer(folder: Path, config: GPT2Config):
-    """The folder's own tokenizer files, else GPT-2's vocabulary when the sizes match, else None."""
+def _load_tokenizer(folder: Path):
+    """The folder's own tokenizer files, else GPT-2's when config.json's vocab_size fits, else None."""
+    from .tokenizer import Tokenizer
+
     try:
-        from .tokenizer import Tokenizer
-    except ImportError:  # pragma: no cover - the tokenizer module is part of the package
+        return Tokenizer.from_folder(folder, fallback_to_gpt2=True)
+    except ModelNotFoundError:
         return None
-    try:
-        return Tokenizer.from_folder(folder)
-    except FileNotFoundError:
-        pass
-    if config.n_vocab == 50257:
-        return Tokenizer.gpt2()
-    return None
 
 
 def save_folder(model, path: str | os.PathLike) -> Path:

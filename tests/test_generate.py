@@ -70,7 +70,7 @@ def reference_greedy(model, ids, n):
 
 def test_docstring_examples():
     failures, tried = doctest.testmod(gen, optionflags=doctest.NORMALIZE_WHITESPACE)
-    assert tried >= 9 and failures == 0
+    assert tried >= 8 and failures == 0  # log_softmax's example now runs with npgpt.model's
 
 
 PROBS = np.array([0.5, 0.3, 0.15, 0.05])

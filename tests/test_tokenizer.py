@@ -826,5 +826,6 @@ def test_cli_model_folder_and_name(capsys, tmp_path, monkeypatch):
     tiny_files(tmp_path)
     assert run_cli(capsys, "--model", str(tmp_path), "--ids-only", "hello")[1] == "258 78\n"  # "hell" "o"
     monkeypatch.setenv("NPGPT_WEIGHTS", str(tmp_path.parent))  # a model on this machine, by name
+    (tmp_path / "config.json").write_text("{}")  # a model folder has one; npgpt.hub.find_local looks for it
     assert run_cli(capsys, "--model", tmp_path.name, "--ids-only", "hello")[1] == "258 78\n"
     assert run_cli(capsys, "--model", "gpt2-medium", "--ids-only", "hello")[1] == "31373\n"

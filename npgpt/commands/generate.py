@@ -12,7 +12,7 @@ import sys
 
 import numpy as np
 
-from ..errors import InputError, ModelNotFoundError
+from ..errors import InputError
 
 EXAMPLES = r"""
 examples:
@@ -91,17 +91,10 @@ def fresh_seed() -> int:
 
 
 def load_model(name_or_path: str):
-    """``npgpt.load``, with one clear error for a name or path that does not resolve."""
+    """``npgpt.load``: a name or path that does not resolve raises its own clear ``ModelNotFoundError``."""
     import npgpt
 
-    try:
-        return npgpt.load(name_or_path)
-    except ModuleNotFoundError as e:
-        if e.name != "npgpt.hub":
-            raise
-        raise ModelNotFoundError(
-            f"no model folder at {name_or_path!r}; pass a folder holding config.json and model.safetensors"
-        ) from None
+    return npgpt.load(name_or_path)
 
 
 def read_prompt(prompt: str) -> str:

@@ -177,10 +177,13 @@ def _decode(data: bytes, where: str) -> str:
 
 def _load_tokenizer(name_or_path: str | None) -> Tokenizer:
     """GPT-2's tokenizer, or that of a model folder: a path, or the name of a model already on
-    this machine (``npgpt.hub``'s weights folder, e.g. ``shakespeare``). Never downloads."""
+    this machine (``npgpt.hub.find_local``: the weights folder or the Hugging Face cache). Never
+    downloads."""
     if name_or_path is None:
         return Tokenizer.gpt2()
-    folder = name_or_path if os.path.isdir(name_or_path) else _local_model_folder(name_or_path)
+    from ..hub import find_local
+
+    folder = find_local(name_or_path)
     if folder is not None:
         return Tokenizer.from_folder(folder, fallback_to_gpt2=True)
     if name_or_path.removeprefix("openai-community/") in GPT2_MODEL_NAMES:
@@ -189,16 +192,6 @@ def _load_tokenizer(name_or_path: str | None) -> Tokenizer:
         f"no model folder {name_or_path!r}; give a folder with vocab.json + merges.txt, the name of a "
         f"model on this machine, or one of {', '.join(GPT2_MODEL_NAMES)}"
     )
-
-
-def _local_model_folder(name: str) -> str | None:
-    from .. import hub
-
-    try:
-        folder = hub.weights_dir() / hub.local_name(hub.repo_id_for(name))
-    except ModelNotFoundError:
-        return None
-    return str(folder) if folder.is_dir() else None
 
 
 def _piece_json(piece) -> dict:
