@@ -73,31 +73,38 @@ Hooks = Mapping[str, Callable[[np.ndarray], np.ndarray]]
 def gelu(x: np.ndarray) -> np.ndarray:
     """GELU, in the tanh approximation GPT-2 was trained with ("gelu_new" in transformers):
 
-        gelu(x) = 0.5 * x * (1 + tanh(sqrt(2/pi) * (x + 0.044715 * x^3)))
+        gelu(x) = 0.5 * x * (1 + tanh(u)),   u = sqrt(2/pi) * (x + 0.044715 * x^3)
 
-    Computed in place on one new array: the one-line form makes six temporaries of x's size and
-    takes 3x as long, and the MLP's [n_seq, 4*n_embd] activations are the largest in the model.
+    computed as the same number written another way: 0.5 * (1 + tanh(u)) = sigmoid(2u), so
+
+        gelu(x) = x / (1 + exp(-2u))
+
+    which NumPy evaluates 1.5x faster than tanh (its float32 exp is vectorised). Computed in place
+    on one new array: the one-line form makes six temporaries of x's size, and the MLP's
+    [n_seq, 4*n_embd] activations are the largest in the model.
     """
     c = math.sqrt(2.0 / math.pi)  # math, not np: a NumPy float64 scalar would promote float32 to float64
     t = np.asarray(x * x)  # x^2 (asarray: a 0-d input gives a scalar, which has no `out=`)
-    t *= 0.044715 * c
-    t += c
-    t *= x  # sqrt(2/pi) * (x + 0.044715 * x^3)
-    np.tanh(t, out=t)
+    t *= -2.0 * 0.044715 * c
+    t -= 2.0 * c
+    t *= x  # -2u = -2 * sqrt(2/pi) * (x + 0.044715 * x^3)
+    with np.errstate(over="ignore"):  # exp(-2u) = inf for x below about -10: x / inf = -0, the right limit
+        np.exp(t, out=t)
     t += 1.0
-    t *= x
-    t *= 0.5  # 0.5 * x * (1 + tanh(...))
-    return t
+    return np.divide(x, t, out=t)  # x * sigmoid(2u)
 
 
-def softmax(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """exp(x) / sum(exp(x)) along ``axis``; rows that are all -inf (fully masked) give all zeros."""
+def softmax(x: np.ndarray, axis: int = -1, out: np.ndarray | None = None) -> np.ndarray:
+    """exp(x) / sum(exp(x)) along ``axis``; rows that are all -inf (fully masked) give all zeros.
+
+    ``out=x`` overwrites x instead of making a new array (attention does, when nothing keeps its scores).
+    """
     # Subtracting the row max changes nothing mathematically and keeps exp() from overflowing.
     x_max = np.max(x, axis=axis, keepdims=True)
     x_max[~np.isfinite(x_max)] = 0.0  # a fully masked row: exp(-inf - 0) = 0 everywhere
-    e = x - x_max
+    e = np.subtract(x, x_max, out=out)
     np.exp(e, out=e)  # in place: attention patterns are [batch, n_head, n_seq, n_kv], the biggest arrays
-    e /= np.maximum(np.sum(e, axis=axis, keepdims=True), np.finfo(e.dtype).tiny)
+    e *= 1.0 / np.maximum(np.sum(e, axis=axis, keepdims=True), np.finfo(e.dtype).tiny)  # one division per row
     return e
 
 
@@ -165,16 +172,35 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, hoo
     Returns z: [batch, n_head, n_seq, d_head].
     """
     d_head = q.shape[-1]
-    scores = q @ k.swapaxes(-1, -2)  # [batch, n_head, n_seq, d_head] @ [.., d_head, n_kv] -> [.., n_seq, n_kv]
     # Dividing by sqrt(d_head) keeps the scores' variance near 1 whatever the head size, so the
-    # softmax does not saturate into a one-hot at initialisation.
-    scores /= math.sqrt(d_head)
+    # softmax does not saturate into a one-hot at initialisation. (Q / sqrt(d_head)) K^T is the same
+    # number as Q K^T / sqrt(d_head), and q is n_kv / d_head times smaller than the scores.
+    scores = (q * (1.0 / math.sqrt(d_head))) @ k.swapaxes(-1, -2)  # [.., n_seq, d_head] @ [.., d_head, n_kv] -> [.., n_seq, n_kv]
     scores += mask  # causal + padding mask
     scores = _tap(f"{prefix}attn.scores", scores, hooks, cache)
-    pattern = softmax(scores, axis=-1)  # [batch, n_head, n_seq, n_kv], rows sum to 1
+    kept = hooks is not None or cache is not None  # someone may hold on to the scores: leave them be
+    pattern = softmax(scores, axis=-1, out=None if kept else scores)  # [batch, n_head, n_seq, n_kv], rows sum to 1
     pattern = _tap(f"{prefix}attn.pattern", pattern, hooks, cache)
     z = pattern @ v  # [batch, n_head, n_seq, n_kv] @ [batch, n_head, n_kv, d_head] -> [.., d_head]
     return _tap(f"{prefix}attn.z", z, hooks, cache)
+
+
+def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, block: int = 128) -> np.ndarray:
+    """``attention``, the same numbers, computed for ``block`` queries at a time (a long prompt's fast path).
+
+    Each block of queries attends only to the keys up to its own last one: every later key is in
+    the future of all its queries, masked to probability 0 anyway. Skipping them skips almost half
+    of a long prompt's attention work, and one block's scores stay small enough to sit in the CPU
+    cache through the softmax. Shapes as ``attention``; k and v hold the cached past first.
+    """
+    n_seq, n_kv = q.shape[2], k.shape[2]
+    n_past = n_kv - n_seq
+    z = np.empty(q.shape, dtype=np.result_type(q, v))  # [batch, n_head, n_seq, d_head]
+    for start in range(0, n_seq, block):
+        stop = min(start + block, n_seq)
+        seen = n_past + stop  # keys 0 .. seen-1: all any query of this block may look at
+        z[:, :, start:stop] = attention(q[:, :, start:stop], k[:, :, :seen], v[:, :, :seen], mask[:, :, start:stop, :seen])
+    return z
 
 
 def mha(x, c_attn, c_proj, n_head, mask, kv_cache=None, layer=0, hooks=None, cache=None, prefix=""):
@@ -190,7 +216,10 @@ def mha(x, c_attn, c_proj, n_head, mask, kv_cache=None, layer=0, hooks=None, cac
     v = _tap(f"{prefix}attn.v", split_heads(v, n_head), hooks, cache)
     if kv_cache is not None:
         k, v = kv_cache.extend(layer, k, v)  # [batch, n_head, n_kv, d_head]
-    z = attention(q, k, v, mask, hooks, cache, prefix)  # [batch, n_head, n_seq, d_head]
+    if hooks is None and cache is None and q.shape[2] > 128:  # a long prompt, nothing to record
+        z = causal_attention(q, k, v, mask)  # [batch, n_head, n_seq, d_head]
+    else:
+        z = attention(q, k, v, mask, hooks, cache, prefix)  # [batch, n_head, n_seq, d_head]
     return linear(merge_heads(z), **c_proj)  # [batch, n_seq, n_embd] -> [batch, n_seq, n_embd]
 
 

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 import npgpt
-from npgpt.model import gelu, layer_norm, softmax
+from npgpt.model import attention, causal_attention, gelu, layer_norm, softmax
 
 
 def test_docstring_examples():
@@ -29,6 +29,52 @@ def test_gelu_softmax_layer_norm_by_hand():
     assert np.array_equal(softmax(np.array([-np.inf, -np.inf])), [0.0, 0.0])  # fully masked row
     y = layer_norm(np.array([1.0, 2.0, 3.0]), np.ones(3), np.zeros(3), eps=0.0)
     np.testing.assert_allclose(y, [-np.sqrt(1.5), 0.0, np.sqrt(1.5)], rtol=1e-12)
+
+
+def test_gelu_is_the_tanh_formula_everywhere():
+    # gelu is computed as x * sigmoid(2u); it must equal the paper's 0.5 x (1 + tanh(u)) in float64,
+    # and stay finite and warning-free where exp(-2u) overflows float32 (x below about -10).
+    x = np.concatenate([np.linspace(-12, 12, 20001), [-1e30, -3e3, -88.0, 88.0, 3e3, 1e30]]).astype(np.float32)
+    x64 = x.astype(np.float64)
+    u = np.sqrt(2 / np.pi) * (x64 + 0.044715 * x64**3)
+    with np.errstate(over="ignore"):  # the reference's own x^3 overflows at 1e30
+        expected = 0.5 * x64 * (1 + np.tanh(u))
+    expected[x64 < -50] = -0.0
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # what NumPy warns about by default
+        y = gelu(x[np.abs(x) < 1e4])
+    np.testing.assert_allclose(y, expected[np.abs(x) < 1e4], rtol=2e-6, atol=1e-7)
+    assert y.dtype == np.float32
+
+
+@pytest.mark.parametrize("n_past, n_seq, block", [(0, 300, 128), (0, 256, 64), (40, 150, 128), (0, 5, 2)])
+def test_causal_attention_equals_attention(n_past, n_seq, block):
+    # The long-prompt path skips the keys in every query block's future; it must give the same z,
+    # with a KV-cache past, a last block shorter than the others, and a left-padded row.
+    rng = np.random.default_rng(n_seq)
+    batch, n_head, d_head, n_kv = 2, 3, 8, n_past + n_seq
+    q = rng.normal(size=(batch, n_head, n_seq, d_head)).astype(np.float32)
+    k, v = (rng.normal(size=(batch, n_head, n_kv, d_head)).astype(np.float32) for _ in range(2))
+    real = np.ones((batch, n_kv), dtype=bool)
+    real[1, : n_past + 3] = False  # row 1 is left-padded: its first queries see no key at all
+    causal = np.arange(n_kv)[None, :] <= (n_past + np.arange(n_seq))[:, None]
+    mask = np.where(causal[None, None] & real[:, None, None, :], np.float32(0), np.float32(-np.inf))
+    expected = attention(q, k, v, mask)
+    got = causal_attention(q, k, v, mask, block=block)
+    np.testing.assert_allclose(got, expected, atol=1e-6)
+    assert np.all(got[1, :, :3] == 0.0)  # row 1's first 3 queries see only padding: they attend to nothing
+
+
+def test_long_prompt_fast_path_equals_recorded_pass():
+    # model.logits on a long prompt takes causal_attention; run_with_cache takes the plain path.
+    config = npgpt.GPT2Config(n_vocab=300, n_ctx=400, n_embd=32, n_head=4, n_layer=2)
+    model = npgpt.random_model(config, seed=3)
+    ids = np.random.default_rng(4).integers(0, 300, (2, 333))
+    mask = np.ones((2, 333), dtype=int)
+    mask[0, :20] = 0
+    fast = model.logits(ids, attention_mask=mask)
+    logits, cache = model.run_with_cache(ids, attention_mask=mask)
+    assert "blocks.0.attn.pattern" in cache
+    np.testing.assert_allclose(fast, logits, atol=1e-5)
 
 
 EXPECTED_SHAPES = {  # with batch=2, n_seq=5, tiny_model: n_embd=32, n_head=4, d_head=8, d_mlp=128
