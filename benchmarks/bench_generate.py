@@ -19,6 +19,7 @@ warm-up. On a shared machine the figures are still noisy: re-run when it is quie
     python benchmarks/bench_generate.py --quick                # fewer tokens and runs
     OPENBLAS_CORETYPE=Haswell python benchmarks/bench_generate.py   # another OpenBLAS kernel
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_generate.py      # one thread for both libraries
+    python benchmarks/bench_generate.py --dtype float16        # npgpt holds float16 weights (half the memory)
 
 Targets (issue 5): decode >= 1.5x torch, prefill >= 1.0x torch.
 """
@@ -98,7 +99,7 @@ def time_npgpt(model, ids, new_tokens):
     return stats.time_to_first_token, stats.decode_tokens_per_s
 
 
-def worker(library: str, folder: str, lengths: list[int], new_tokens: int, runs: int) -> int:
+def worker(library: str, folder: str, lengths: list[int], new_tokens: int, runs: int, dtype: str = "float32") -> int:
     """Time one library alone in this process and print its figures as JSON.
 
     Each library runs in a process of its own: OpenBLAS's and torch's OpenMP worker threads both
@@ -111,7 +112,7 @@ def worker(library: str, folder: str, lengths: list[int], new_tokens: int, runs:
     if library == "npgpt":
         import npgpt
 
-        model = npgpt.load(folder)
+        model = npgpt.load(folder, dtype=dtype)
         prompt = [int(i) for i in rng.integers(0, model.config.n_vocab - 1, max(lengths))]
         run = lambda ids, n: time_npgpt(model, ids, n)  # noqa: E731
     else:
@@ -136,13 +137,15 @@ def main(argv=None) -> int:
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens per decode run (default 64, quick 16)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per figure (default 5, quick 2)")
     parser.add_argument("--rounds", type=int, default=2, help="worker processes per library, alternating (default 2)")
+    parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
+                        help="how npgpt holds the weights in memory (npgpt.load's dtype; torch stays float32)")
     parser.add_argument("--worker", choices=["npgpt", "torch"], help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     new_tokens = args.new_tokens or (16 if args.quick else 64)
     runs = args.runs or (2 if args.quick else 5)
     if args.worker:
-        return worker(args.worker, args.folder, args.prompt_lengths, new_tokens, runs)
+        return worker(args.worker, args.folder, args.prompt_lengths, new_tokens, runs, args.dtype)
 
     import json
     import subprocess
@@ -157,7 +160,8 @@ def main(argv=None) -> int:
 
         config = npgpt.GPT2Config.load(os.path.join(folder, "config.json"))
         print(
-            f"{args.model_size}: {config.n_params() / 1e6:.0f}M parameters, random weights, float32; "
+            f"{args.model_size}: {config.n_params() / 1e6:.0f}M parameters, random weights, float32 "
+            f"(npgpt holds them as {args.dtype}); "
             f"{n_threads} threads (numpy: {blas}, torch {torch.__version__}); "
             f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; each library in its own "
             f"process, {args.rounds} processes each, alternating; median of {runs * args.rounds} runs, "
@@ -165,7 +169,7 @@ def main(argv=None) -> int:
         )
         results = {"npgpt": {}, "torch": {}}
         base = [sys.executable, os.path.abspath(__file__), "--folder", folder, "--new-tokens", str(new_tokens),
-                "--runs", str(runs), "--prompt-lengths", *map(str, args.prompt_lengths)]
+                "--runs", str(runs), "--dtype", args.dtype, "--prompt-lengths", *map(str, args.prompt_lengths)]
         for _ in range(args.rounds):
             for library in ("npgpt", "torch"):
                 done = subprocess.run(base + ["--worker", library], capture_output=True, text=True, check=True)

@@ -1,6 +1,11 @@
 """Load time and memory of a gpt2-shaped model folder: npgpt (memory-mapped, float32 and float16
 storage) against reading every tensor into memory (safetensors' NumPy API) and transformers.
 
+Cases: float32 storage, memory-mapped; float16 storage widened to float32 at load (the default
+dtype); float16 storage held as float16 in memory (``npgpt.load(folder, dtype="float16")``, each
+matrix widened as it is used: half the memory, slower forward passes); a plain read into memory;
+transformers.
+
     python benchmarks/bench_load.py              # gpt2's shape (124M parameters), 3 runs each
     python benchmarks/bench_load.py --preset distilgpt2 --runs 5
 
@@ -47,7 +52,7 @@ if case == "transformers":
         forward()
     tokenizer = float("nan")
 else:
-    model = npgpt.load(folder, mmap=(case != "copy"))
+    model = npgpt.load(folder, mmap=(case != "copy"), dtype="float16" if case == "mmap16" else "float32")
     t2 = time.perf_counter()
     model.logits(np.arange(16))
     t3 = time.perf_counter()
@@ -90,8 +95,9 @@ def main() -> int:
         f32 = hub.convert(tmp / "source", tmp / "f32", storage="float32", progress=False)
         f16 = hub.convert(tmp / "source", tmp / "f16", storage="float16", progress=False)
         del model
-        cases = [("npgpt float32 storage (mmap)", "mmap", f32), ("npgpt float16 storage", "mmap", f16),
-                 ("read into memory (safetensors numpy)", "copy", f32)]
+        cases = [("npgpt float32 storage (mmap)", "mmap", f32), ("npgpt float16 storage -> float32", "mmap", f16),
+                 ("read into memory (safetensors numpy)", "copy", f32),
+                 ('npgpt float16 storage, dtype="float16"', "mmap16", f16)]
         if not args.no_transformers:
             try:
                 import transformers  # noqa: F401

@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
-from .model import layer_norm, log_softmax, softmax
+from .model import layer_norm, log_softmax, softmax, unembed
 
 __all__ = [
     "token_labels", "residual_rows", "lens_logits", "logit_lens", "LogitLens",
@@ -150,7 +150,7 @@ def lens_logits(model, resid: np.ndarray) -> np.ndarray:
     """
     p = model.params
     x = layer_norm(resid, **p["ln_f"], eps=model.config.layer_norm_eps)  # [..., n_embd]
-    return x @ p["wte"]["weight"].T  # [..., n_embd] -> [..., n_vocab]
+    return unembed(x, p["wte"]["weight"])  # [..., n_embd] -> [..., n_vocab]
 
 
 @dataclass(frozen=True)

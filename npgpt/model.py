@@ -131,15 +131,19 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float =
 
 
 def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """x @ weight + bias. GPT-2 stores weights as [n_in, n_out] (its "Conv1D"), so no transpose."""
-    y = x @ weight  # [..., n_in] -> [..., n_out]
+    """x @ weight + bias. GPT-2 stores weights as [n_in, n_out] (its "Conv1D"), so no transpose.
+
+    Weights held in float16 (``npgpt.load(name, dtype="float16")``) are widened to x's float32
+    here, one matrix at a time, so the arithmetic is float32 all the same.
+    """
+    y = x @ weight.astype(x.dtype, copy=False)  # [..., n_in] -> [..., n_out]; no copy when already float32
     y += bias  # in place: saves a copy of the output
     return y
 
 
 def embed(ids: np.ndarray, wte: np.ndarray) -> np.ndarray:
-    """Token embedding: row ``id`` of the embedding matrix for each token."""
-    return wte[ids]  # [batch, n_seq] -> [batch, n_seq, n_embd]
+    """Token embedding: row ``id`` of the embedding matrix for each token (float16 rows widened)."""
+    return wte[ids].astype(compute_dtype(wte), copy=False)  # [batch, n_seq] -> [batch, n_seq, n_embd]
 
 
 def pos_embed(positions: np.ndarray, wpe: np.ndarray) -> np.ndarray:
@@ -147,7 +151,28 @@ def pos_embed(positions: np.ndarray, wpe: np.ndarray) -> np.ndarray:
 
     Attention itself is blind to order; this is the only place the model learns where a token is.
     """
-    return wpe[positions]  # [batch, n_seq] -> [batch, n_seq, n_embd]
+    return wpe[positions].astype(compute_dtype(wpe), copy=False)  # [batch, n_seq] -> [batch, n_seq, n_embd]
+
+
+def unembed(x: np.ndarray, wte: np.ndarray) -> np.ndarray:
+    """The LM head: a logit per token, the dot product of the final residual with its embedding.
+
+    GPT-2 reuses ("ties") the token embedding as its output layer: logits = x @ wte^T.
+    """
+    if wte.dtype == x.dtype:
+        return x @ wte.T  # [..., n_embd] @ [n_embd, n_vocab] -> [..., n_vocab]
+    # Weights held in float16: widen 8192 token rows at a time, so that no float32 copy of the
+    # whole matrix (a third of gpt2's weights) ever exists.
+    logits = np.empty((*x.shape[:-1], wte.shape[0]), dtype=x.dtype)
+    for start in range(0, wte.shape[0], 8192):
+        rows = wte[start : start + 8192]
+        logits[..., start : start + len(rows)] = x @ rows.astype(x.dtype).T
+    return logits
+
+
+def compute_dtype(weight: np.ndarray) -> np.dtype:
+    """The dtype the math runs in for weights of this dtype: float32, or float64 when they are."""
+    return np.promote_types(weight.dtype, np.float32)
 
 
 def split_heads(x: np.ndarray, n_head: int) -> np.ndarray:
@@ -282,9 +307,7 @@ def gpt2(ids, params, config: GPT2Config, *, attention_mask=None, kv_cache=None,
     x = _tap("ln_final", layer_norm(x, **params["ln_f"], eps=config.layer_norm_eps), hooks, cache)
     if last_only:
         x = x[:, -1:]  # [batch, 1, n_embd]; with left padding the last position is real in every row
-    # The LM head is the token embedding reused ("tied"): a logit is the dot product of the final
-    # residual with each token's embedding.
-    logits = x @ params["wte"]["weight"].T  # [batch, n_seq, n_embd] -> [batch, n_seq, n_vocab]
+    logits = unembed(x, params["wte"]["weight"])  # [batch, n_seq, n_embd] -> [batch, n_seq, n_vocab]
     logits = _tap("logits", logits, hooks, cache)
     if kv_cache is not None:
         kv_cache.advance(token_mask)
@@ -450,7 +473,7 @@ class GPT2:
         return stream(self, prompt, **settings)
 
     def new_kv_cache(self, batch: int = 1, capacity: int | None = None) -> KVCache:
-        return KVCache(self.config, batch=batch, capacity=capacity, dtype=self.params["wte"]["weight"].dtype)
+        return KVCache(self.config, batch=batch, capacity=capacity, dtype=compute_dtype(self.params["wte"]["weight"]))
 
     def _check(self, ids, attention_mask, kv_cache):
         ids = np.asarray(ids)

@@ -46,7 +46,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import GPT2Config
-from .errors import ModelNotFoundError, WeightsError
+from .errors import ConfigError, ModelNotFoundError, WeightsError
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
@@ -331,7 +331,7 @@ def params_from_checkpoint(tensors: dict[str, np.ndarray], config: GPT2Config, s
     return unflatten(flat, config)
 
 
-def load_folder(path: str | os.PathLike, dtype=np.float32, mmap: bool = True):
+def load_folder(path: str | os.PathLike, dtype="float32", mmap: bool = True):
     """Load a model folder (``config.json`` + ``model.safetensors``) into a ``GPT2``.
 
     With ``mmap=True`` (the default) the parameters are views into a copy-on-write memory map of
@@ -339,9 +339,15 @@ def load_folder(path: str | os.PathLike, dtype=np.float32, mmap: bool = True):
     ``dtype``, and editing a parameter in place never changes the file. ``mmap=False`` reads
     everything into ordinary arrays. Tensors stored in another float type (float16, bfloat16)
     are converted to ``dtype`` here, once.
+
+    ``dtype`` is how the parameters are held in memory: "float32" (the default, the fastest), or
+    "float16", half the memory: a float16-stored folder is then used as it is on disk, and each
+    weight matrix is widened to float32 just before it is used, so the arithmetic stays float32
+    (see ``model.linear``) at the price of that widening on every forward pass.
     """
     from .model import GPT2
 
+    dtype = _memory_dtype(dtype)
     folder = Path(path)
     if not folder.is_dir():
         raise ModelNotFoundError(
@@ -364,6 +370,17 @@ def load_folder(path: str | os.PathLike, dtype=np.float32, mmap: bool = True):
     tensors = open_safetensors(folder / WEIGHTS_NAME) if mmap else read_safetensors(folder / WEIGHTS_NAME)
     params = params_from_checkpoint(tensors, config, source=str(folder / WEIGHTS_NAME), dtype=dtype)
     return GPT2(config=config, params=params, tokenizer=_load_tokenizer(folder), name=folder.name)
+
+
+def _memory_dtype(dtype) -> np.dtype:
+    """np.dtype of a ``dtype`` option, which must be float32, float16 or float64."""
+    try:
+        resolved = np.dtype(dtype)
+    except TypeError:
+        resolved = None
+    if resolved not in (np.dtype(np.float32), np.dtype(np.float16), np.dtype(np.float64)):
+        raise ConfigError(f"dtype must be 'float32' or 'float16' (float64 for gradient checks), got {dtype!r}")
+    return resolved
 
 
 def _load_tokenizer(folder: Path):

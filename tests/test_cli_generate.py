@@ -63,6 +63,20 @@ def test_generate_greedy_and_sampling_options(capsys, folder, model):
     assert rc == 0 and out == "Hello" + expected + "\n"
 
 
+def test_dtype_float16_holds_half_precision_and_computes_in_float32(capsys, folder, monkeypatch):
+    # The folder is float32: --dtype float16 rounds the weights once; the rest is float32 arithmetic.
+    loaded = []
+    real_load = npgpt.load
+    monkeypatch.setattr(npgpt, "load", lambda *a, **kw: loaded.append(real_load(*a, **kw)) or loaded[-1])
+    rc, out, _ = cli(capsys, "generate", "Hello", "--model", folder, "-n", "6", "--temperature", "0", "--dtype", "float16")
+    assert rc == 0 and loaded[0].params["wte"]["weight"].dtype == np.float16
+    halved = npgpt.load(folder, dtype="float16")
+    assert out == "Hello" + generate(halved, "Hello", max_new_tokens=6, temperature=0) + "\n"
+    with pytest.raises(SystemExit) as exit:  # argparse's own error, exit code 2
+        cli(capsys, "generate", "Hello", "--model", folder, "--dtype", "int8")
+    assert exit.value.code == 2 and "invalid choice: 'int8'" in capsys.readouterr().err
+
+
 def test_generate_without_seed_reports_the_seed_it_drew(capsys, folder):
     rc, out, err = cli(capsys, "generate", "Hi", "--model", folder, "-n", "5")
     seed = int(err.split("seed ")[1].split(";")[0])

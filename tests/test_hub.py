@@ -389,6 +389,17 @@ def test_float16_storage_halves_the_file_and_computes_in_float32(hub, env, check
     assert_same_logits(model, rounded_through(checkpoint.model, np.float16))  # exactly: weights rounded, math in f32
     f16_size = (folder / "model.safetensors").stat().st_size
 
+    # dtype="float16" keeps the stored float16 as it is (views of the memory map, no copy) and
+    # widens each matrix as it is used: the same float32 arithmetic, half the memory.
+    held = npgpt.load(REPO, dtype="float16")
+    for name, w in flatten(held.params).items():
+        assert w.dtype == np.float16 and not w.flags.owndata, name
+    assert held.logits(IDS).dtype == np.float32 and held.new_kv_cache().keys.dtype == np.float32
+    np.testing.assert_allclose(held.logits(IDS), model.logits(IDS), rtol=0, atol=2e-5)
+    assert held.generate(IDS, max_new_tokens=8, temperature=0) == model.generate(IDS, max_new_tokens=8, temperature=0)
+    with pytest.raises(npgpt.ConfigError, match="dtype must be 'float32' or 'float16'"):
+        npgpt.load(REPO, dtype="int8")
+
     hub.stop()  # switching storage converts again from the HF cache: no download
     model = npgpt.load(REPO, storage="float32", progress=False)
     assert_same_logits(model, checkpoint.model)

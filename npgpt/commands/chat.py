@@ -53,7 +53,7 @@ def run(args: argparse.Namespace) -> int:
     check_settings({**settings, "seed": seed})
     settings["seed"] = np.random.default_rng(seed)  # one generator for the session: each turn draws from it
     settings["sliding_window"] = True  # a conversation outgrows any context
-    model = load_model(args.model)
+    model = load_model(args.model, args.dtype)
     if model.tokenizer is None:
         raise InputError(f"model {args.model!r} has no tokenizer (vocab.json + merges.txt); chat needs one")
     seed_note = "greedy" if greedy else f"seed {seed}"

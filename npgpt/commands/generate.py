@@ -39,6 +39,11 @@ def add_model_argument(parser: argparse.ArgumentParser) -> None:
         "--model", "-m", default="gpt2", metavar="NAME_OR_PATH",
         help="a model folder (config.json + model.safetensors) or a name such as gpt2, gpt2-medium (default: gpt2)",
     )
+    parser.add_argument(
+        "--dtype", choices=["float32", "float16"], default="float32",
+        help="how the weights are held in memory: float32 (default, fastest) or float16 (half the memory, "
+        "widened to float32 as each is used: slower; the arithmetic is float32 either way)",
+    )
 
 
 def add_sampling_arguments(parser: argparse.ArgumentParser, max_new_tokens: int = 50) -> None:
@@ -90,11 +95,11 @@ def fresh_seed() -> int:
     return int(np.random.SeedSequence().generate_state(1)[0])
 
 
-def load_model(name_or_path: str):
+def load_model(name_or_path: str, dtype: str = "float32"):
     """``npgpt.load``: a name or path that does not resolve raises its own clear ``ModelNotFoundError``."""
     import npgpt
 
-    return npgpt.load(name_or_path)
+    return npgpt.load(name_or_path, dtype=dtype)
 
 
 def read_prompt(prompt: str) -> str:
@@ -151,7 +156,7 @@ def run(args: argparse.Namespace) -> int:
         settings.update(trace=True, trace_top_k=args.alternatives)
     check_settings(settings)
     prompts = [read_prompt(p) for p in args.prompts]
-    model = load_model(args.model)
+    model = load_model(args.model, args.dtype)
     if model.tokenizer is None:
         raise InputError(f"model {args.model!r} has no tokenizer (vocab.json + merges.txt); text prompts need one")
 

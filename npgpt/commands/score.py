@@ -67,7 +67,7 @@ def run(args: argparse.Namespace) -> int:
     text, origin = read_source(args.source, args.text)
     if not text:
         raise InputError("nothing to score: the text is empty")
-    model = load_model(args.model)
+    model = load_model(args.model, args.dtype)
     if model.tokenizer is None:
         raise InputError(f"model {args.model!r} has no tokenizer (vocab.json + merges.txt); scoring text needs one")
     result = score(model, text, window=args.window, stride=args.stride, prepend_eot=args.bos)

@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> int:
     if args.k < 1:
         raise InputError(f"--k must be at least 1, got {args.k}")
 
-    model = load_model(args.model)
+    model = load_model(args.model, args.dtype)
     if view == "positions":
         return _save(viz, viz.positional_embedding(I.positional_embedding(model), title=f"positional embedding of {model.name or args.model}"), output, args)
 
