@@ -228,7 +228,7 @@ def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarr
     return z
 
 
-def mha(x, c_attn, c_proj, n_head, mask, kv_cache=None, layer=0, hooks=None, cache=None, prefix=""):
+def mha(x, c_attn, c_proj, n_head, mask, kv_cache=None, layer=0, hooks=None, cache=None, prefix="", last_only=False):
     """Causal multi-head self-attention: project to Q, K, V, attend per head, project back.
 
     x: [batch, n_seq, n_embd] -> [batch, n_seq, n_embd]. With a ``kv_cache``, this call's keys and
@@ -241,6 +241,8 @@ def mha(x, c_attn, c_proj, n_head, mask, kv_cache=None, layer=0, hooks=None, cac
     v = _tap(f"{prefix}attn.v", split_heads(v, n_head), hooks, cache)
     if kv_cache is not None:
         k, v = kv_cache.extend(layer, k, v)  # [batch, n_head, n_kv, d_head]
+    if last_only:  # only the last position's output is wanted: one query, against every key
+        q, mask = q[:, :, -1:], mask[:, :, -1:]  # [batch, n_head, 1, d_head], [batch, 1, 1, n_kv]
     if hooks is None and cache is None and q.shape[2] > 128:  # a long prompt, nothing to record
         z = causal_attention(q, k, v, mask)  # [batch, n_head, n_seq, d_head]
     else:
@@ -255,17 +257,21 @@ def mlp(x: np.ndarray, c_fc: dict, c_proj: dict, hooks=None, cache=None, prefix=
     return linear(post, **c_proj)  # [batch, n_seq, d_mlp] -> [batch, n_seq, n_embd]
 
 
-def transformer_block(x, ln_1, attn, ln_2, mlp, *, n_head, eps, mask, kv_cache=None, layer=0, hooks=None, cache=None):
+def transformer_block(x, ln_1, attn, ln_2, mlp, *, n_head, eps, mask, kv_cache=None, layer=0, hooks=None, cache=None, last_only=False):
     """One block, pre-norm: x + attn(ln_1(x)), then + mlp(ln_2(x)).
 
     The residual adds mean each block only writes a change into the stream; what the embeddings
-    put there flows on to the end untouched unless a block changes it.
+    put there flows on to the end untouched unless a block changes it. With ``last_only`` the
+    block returns the last position alone, [batch, 1, n_embd]: keys and values still come from
+    every position (and go into the KV cache), but one query, one row through c_proj and the MLP.
     """
     p = f"blocks.{layer}."
     x = _tap(p + "resid_pre", x, hooks, cache)  # [batch, n_seq, n_embd]
     h = _tap(p + "ln1", layer_norm(x, **ln_1, eps=eps), hooks, cache)
-    attn_out = mha(h, **attn, n_head=n_head, mask=mask, kv_cache=kv_cache, layer=layer, hooks=hooks, cache=cache, prefix=p)
+    attn_out = mha(h, **attn, n_head=n_head, mask=mask, kv_cache=kv_cache, layer=layer, hooks=hooks, cache=cache, prefix=p, last_only=last_only)
     attn_out = _tap(p + "attn_out", attn_out, hooks, cache)
+    if last_only:
+        x = x[:, -1:]  # [batch, 1, n_embd]
     x = _tap(p + "resid_mid", x + attn_out, hooks, cache)  # [batch, n_seq, n_embd]
     h = _tap(p + "ln2", layer_norm(x, **ln_2, eps=eps), hooks, cache)
     mlp_out = _tap(p + "mlp_out", _mlp(h, **mlp, hooks=hooks, cache=cache, prefix=p), hooks, cache)
@@ -300,9 +306,12 @@ def gpt2(ids, params, config: GPT2Config, *, attention_mask=None, kv_cache=None,
     x = _tap("embed", embed(ids, params["wte"]["weight"]), hooks, cache)  # [batch, n_seq, n_embd]
     x = x + _tap("pos_embed", pos_embed(positions, params["wpe"]["weight"]), hooks, cache)
     for layer, block in enumerate(params["h"]):  # n_layer x [batch, n_seq, n_embd]
+        # For the last position's logits alone, the last block needs no other position's output
+        # (its keys and values are still made for all). With hooks or a cache, every block runs whole.
+        last = last_only and layer == config.n_layer - 1 and hooks is None and cache is None
         x = transformer_block(
             x, **block, n_head=config.n_head, eps=config.layer_norm_eps, mask=mask,
-            kv_cache=kv_cache, layer=layer, hooks=hooks, cache=cache,
+            kv_cache=kv_cache, layer=layer, hooks=hooks, cache=cache, last_only=last,
         )
     x = _tap("ln_final", layer_norm(x, **params["ln_f"], eps=config.layer_norm_eps), hooks, cache)
     if last_only:

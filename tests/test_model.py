@@ -312,3 +312,12 @@ def test_last_only_equals_last_row_of_full_logits(tiny_model):
     last = tiny_model.logits(ids, attention_mask=[[0, 1, 1, 1], [1, 1, 1, 1]], last_only=True)
     assert last.shape == (2, 1, 300)
     np.testing.assert_allclose(last[:, 0], full[:, -1], atol=1e-6)
+    # last_only skips the last block's other positions, not their keys and values: a KV cache
+    # filled by a last_only pass continues exactly as one filled by a full pass.
+    kv_last, kv_full = tiny_model.new_kv_cache(batch=2), tiny_model.new_kv_cache(batch=2)
+    tiny_model.logits(ids, attention_mask=[[0, 1, 1, 1], [1, 1, 1, 1]], kv_cache=kv_last, last_only=True)
+    tiny_model.logits(ids, attention_mask=[[0, 1, 1, 1], [1, 1, 1, 1]], kv_cache=kv_full)
+    np.testing.assert_array_equal(kv_last.keys, kv_full.keys)
+    np.testing.assert_array_equal(kv_last.values, kv_full.values)
+    nxt = np.array([[5], [6]])
+    np.testing.assert_allclose(tiny_model.logits(nxt, kv_cache=kv_last), tiny_model.logits(nxt, kv_cache=kv_full), atol=1e-6)
