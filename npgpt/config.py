@@ -139,11 +139,9 @@ class GPT2Config:
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``config.json`` atomically (a temporary file renamed into place)."""
-        tmp = f"{os.fspath(path)}.tmp{os.getpid()}"
-        with open(tmp, "w", encoding="utf-8") as f:
-            json.dump(self.to_hf_dict(), f, indent=2)
-            f.write("\n")
-        os.replace(tmp, path)
+        from ._files import write_json
+
+        write_json(path, self.to_hf_dict(), indent=2)
 
     @classmethod
     def load(cls, path: str | os.PathLike) -> "GPT2Config":

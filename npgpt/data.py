@@ -21,6 +21,7 @@ import urllib.request
 from dataclasses import dataclass
 from pathlib import Path
 
+from ._files import atomic_write
 from .errors import InputError, NpgptError
 
 
@@ -75,14 +76,7 @@ def download(name: str, out: str | os.PathLike | None = None, *, timeout: float 
             "it is incomplete or changed upstream, so it was not saved. Try again"
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
+    return atomic_write(path, lambda f: f.write(data))
 
 
 def _sha256(data: bytes) -> str:

@@ -70,6 +70,7 @@ from pathlib import Path
 import numpy as np
 
 from .config import GPT2Config
+from ._files import write_json, write_text
 from .errors import ConfigError, ModelNotFoundError, WeightsError
 from .weights import (
     _IGNORED,
@@ -562,9 +563,7 @@ def _write_ref(storage: Path, revision: str, commit: str) -> None:
     if _read_text(ref) == commit:
         return
     ref.parent.mkdir(parents=True, exist_ok=True)
-    tmp = ref.with_name(f".{ref.name}.{uuid.uuid4().hex[:8]}.tmp")
-    tmp.write_text(commit, encoding="utf-8")
-    os.replace(tmp, ref)
+    write_text(ref, commit)
 
 
 def _download_blob(repo_id: str, commit: str, info: RemoteFile, progress: bool) -> None:
@@ -785,7 +784,7 @@ def convert(
         try:
             tmp.mkdir()
             provenance["files"] = _convert_into(source, tmp, storage, progress, verify, provenance)
-            _write_json(tmp / PROVENANCE_NAME, provenance)
+            write_json(tmp / PROVENANCE_NAME, provenance)
             _replace_folder(tmp, folder)
         finally:
             if tmp.exists():
@@ -834,7 +833,7 @@ def _convert_into(source: Path, out: Path, storage: str, progress: bool, verify:
         )
     hf = config.to_hf_dict()
     hf["torch_dtype"] = storage
-    _write_json(out / CONFIG_NAME, hf)
+    write_json(out / CONFIG_NAME, hf)
     _copy_tokenizer(source, out)
     files = {}
     for name in weight_files:
@@ -906,12 +905,6 @@ def tokenizer_files_from_json(path: str | os.PathLike) -> tuple[str, str] | None
         return None
 
 
-def _write_json(path: Path, data: dict) -> None:
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:8]}.tmp")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.replace(tmp, path)
 
 
 def _replace_folder(new: Path, folder: Path) -> None:

@@ -66,7 +66,6 @@ import json
 import operator
 import os
 import re
-import tempfile
 import threading
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
@@ -80,6 +79,7 @@ from typing import Literal
 import numpy as np
 import regex
 
+from ._files import write_text
 from .errors import InputError, ModelNotFoundError, WeightsError
 
 ENDOFTEXT = "<|endoftext|>"
@@ -858,8 +858,8 @@ class Tokenizer:
         os.makedirs(folder, exist_ok=True)
         vocab = dict(sorted(self.encoder.items(), key=lambda item: item[1]))
         merges = "#version: 0.2\n" + "".join(f"{a} {b}\n" for a, b in self.merges)
-        _write_atomic(os.path.join(folder, "vocab.json"), json.dumps(vocab))
-        _write_atomic(os.path.join(folder, "merges.txt"), merges)
+        write_text(os.path.join(folder, "vocab.json"), json.dumps(vocab))
+        write_text(os.path.join(folder, "merges.txt"), merges)
 
     # -- properties --------------------------------------------------------------------------
 
@@ -1169,15 +1169,3 @@ def _config_vocab_size(folder: str) -> int | None:
     return config.get("vocab_size", config.get("n_vocab")) if isinstance(config, dict) else None
 
 
-def _write_atomic(path: str, text: str) -> None:
-    """Write text to path via a temporary file in the same folder + os.replace (all or nothing)."""
-    fd, tmp = tempfile.mkstemp(dir=os.path.dirname(path) or ".", prefix=".tmp-", suffix=".part")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="\n") as f:
-            f.write(text)
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; these files are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.remove(tmp)
-        raise

@@ -51,6 +51,7 @@ from typing import Callable
 
 import numpy as np
 
+from ._files import atomic_path, write_json
 from .backward import cross_entropy, cross_entropy_backward, gpt2_backward
 from .config import GPT2Config
 from .errors import ConfigError, InputError, WeightsError
@@ -260,14 +261,13 @@ def save_checkpoint(folder: str | os.PathLike, model: GPT2, optimizer: AdamW, st
     tensors = {f"params.{k}": np.ascontiguousarray(v) for k, v in flatten(model.params).items()}
     tensors.update({f"adam.{k}": np.ascontiguousarray(v) for k, v in arrays.items()})
     name = f"checkpoint-{state['step']}.safetensors"
-    tmp = folder / f".{name}.tmp{os.getpid()}"
-    save_file(tensors, str(tmp))
-    os.replace(tmp, folder / name)
+    with atomic_path(folder / name) as tmp:
+        save_file(tensors, str(tmp))
     model.config.save(folder / "config.json")
     if model.tokenizer is not None:
         model.tokenizer.save(folder)
     full_state = dict(state, tensors=name, optimizer=scalars)
-    _write_json(folder / CHECKPOINT_STATE, full_state)
+    write_json(folder / CHECKPOINT_STATE, full_state, indent=1)
     for old in folder.glob("checkpoint-*.safetensors"):
         if old.name != name:
             old.unlink()
@@ -395,19 +395,11 @@ def plot_losses(history: list[dict], evals: list[dict], path: str | os.PathLike,
     ax.grid(alpha=0.3)
     ax.legend(loc="upper right")
     fig.tight_layout()
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
-
-
-def _write_json(path: Path, obj) -> None:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    with open(tmp, "w", encoding="utf-8") as f:
-        json.dump(obj, f, indent=1)
-        f.write("\n")
-    os.replace(tmp, path)
+    try:
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, format="png")
+    finally:
+        plt.close(fig)
 
 
 def file_sha256(path: str | os.PathLike) -> str:
@@ -582,7 +574,7 @@ def write_model_folder(model: GPT2, out, result: TrainResult, settings: TrainSet
         "settings": dataclasses.asdict(settings), **record,
         "final": result.evals[-1] if result.evals else None, "evals": result.evals, "samples": result.samples,
     }
-    _write_json(out / "train_log.json", log)
+    write_json(out / "train_log.json", log, indent=1)
     title = f"{model.name or out.name}: val {result.val_nats_per_char:.3f} nats/char" if result.evals else str(out.name)
     plot_losses(result.history, result.evals, out / "loss.png", title=title, n_val_tokens=n_val_tokens)
 

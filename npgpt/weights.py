@@ -45,6 +45,7 @@ from pathlib import Path
 
 import numpy as np
 
+from ._files import atomic_path
 from .config import GPT2Config
 from .errors import ConfigError, ModelNotFoundError, WeightsError
 
@@ -405,13 +406,8 @@ def save_folder(model, path: str | os.PathLike) -> Path:
     folder.mkdir(parents=True, exist_ok=True)
     check_params(model.params, model.config)
     flat = {f"transformer.{k}": np.ascontiguousarray(v) for k, v in flatten(model.params).items()}
-    tmp = folder / f".{WEIGHTS_NAME}.tmp{os.getpid()}"
-    try:
+    with atomic_path(folder / WEIGHTS_NAME) as tmp:
         save_file(flat, str(tmp), metadata={"format": "pt"})  # "pt": transformers checks this field
-        os.replace(tmp, folder / WEIGHTS_NAME)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
     model.config.save(folder / CONFIG_NAME)
     if model.tokenizer is not None and hasattr(model.tokenizer, "save"):
         model.tokenizer.save(folder)

@@ -1,0 +1,73 @@
+"""Writing files all or nothing: a temporary file in the same folder, renamed into place.
+
+Every file npgpt writes (configs, weights, tokenizer files, checkpoints, plots, HTML views,
+downloads) goes through ``atomic_path``, so an interrupted or failed write never leaves half a
+file under the real name, and never leaves the temporary file behind.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import IO
+
+from .errors import InputError
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
+    """A fresh temporary path next to ``path`` to write to; renamed to ``path`` when the block ends
+    normally, removed when it raises (even KeyboardInterrupt).
+
+    The file gets the usual permissions (0666 minus the umask), not mkstemp's private 0600. Two
+    processes writing the same path at once each write their own temporary file; the last rename wins.
+    """
+    path = Path(os.fspath(path))
+    if not path.parent.is_dir():
+        raise InputError(f"folder {str(path.parent)!r} does not exist; create it first")
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        yield tmp
+        os.chmod(tmp, 0o666 & ~_umask())
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def atomic_write(path: str | os.PathLike, write: Callable[[IO], object], binary: bool = True) -> Path:
+    """Call ``write(file)`` on a temporary file next to ``path``, then rename it to ``path``."""
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") if binary else open(tmp, "w", encoding="utf-8", newline="\n") as f:
+            write(f)
+    return Path(os.fspath(path))
+
+
+def write_text(path: str | os.PathLike, text: str) -> Path:
+    """``path.write_text(text)`` (UTF-8, "\\n" line ends on every OS), all or nothing."""
+    return atomic_write(path, lambda f: f.write(text), binary=False)
+
+
+def write_json(path: str | os.PathLike, obj, indent: int = 2) -> Path:
+    """``obj`` as indented JSON with a final newline, all or nothing."""
+    return write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def _umask() -> int:
+    """The process's umask, read without changing it where Linux shows it (os.umask can only set it)."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except OSError:
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and restore (a moment in which another thread could see 022)
+    os.umask(mask)
+    return mask
