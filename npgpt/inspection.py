@@ -48,7 +48,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
-from .model import layer_norm, log_softmax, softmax, unembed
+from .model import compute_dtype, layer_norm, log_softmax, softmax, unembed
 
 __all__ = [
     "token_labels", "residual_rows", "lens_logits", "logit_lens", "LogitLens",
@@ -135,8 +135,9 @@ def residual_norms(cache) -> np.ndarray:
 
 
 def positional_embedding(model) -> np.ndarray:
-    """The learned positional embedding matrix wpe, [n_ctx, n_embd] (a copy: plot it, don't edit it)."""
-    return np.array(model.params["wpe"]["weight"])
+    """The learned positional embedding matrix wpe, [n_ctx, n_embd] (a float32 copy: plot it, don't edit it)."""
+    wpe = model.params["wpe"]["weight"]
+    return np.array(wpe, dtype=compute_dtype(wpe))
 
 
 # ---- logit lens --------------------------------------------------------------------------------

@@ -251,3 +251,25 @@ def test_one_token_string_targets_with_gpt2_vocabulary():
     with pytest.raises(InputError, match="is 2 tokens"):
         I.direct_logit_attribution(m, cache, target=" Parisienne")
     assert I.token_labels(m, ids) == ["The", " capital", " of", " France", " is"]
+
+
+def test_a_model_held_in_float16_is_inspected_in_float32(tmp_path):
+    # npgpt.load(..., dtype="float16") keeps float16 weights; every inspection result must still be
+    # float32 and agree with a float32 model holding the same (rounded) weights.
+    config = npgpt.GPT2Config(n_vocab=300, n_ctx=32, n_embd=32, n_head=4, n_layer=2)
+    source = npgpt.random_model(config, seed=4)
+    npgpt.save(source, tmp_path / "m")
+    held = npgpt.load(tmp_path / "m", dtype="float16")
+    wide = npgpt.GPT2(config, npgpt.weights.unflatten(
+        {k: v.astype(np.float32) for k, v in npgpt.weights.flatten(held.params).items()}, config))
+    ids = [5, 17, 42, 99, 3, 250]
+    (_, c16), (_, c32) = held.run_with_cache(ids), wide.run_with_cache(ids)
+    assert c16["blocks.1.attn.pattern"].dtype == np.float32
+    lens16, lens32 = I.logit_lens(held, c16, ids), I.logit_lens(wide, c32, ids)
+    assert lens16.top_probs.dtype == np.float32 and np.array_equal(lens16.top_ids, lens32.top_ids)
+    np.testing.assert_allclose(lens16.top_probs, lens32.top_probs, atol=1e-5)
+    dla16, dla32 = I.direct_logit_attribution(held, c16, target=7), I.direct_logit_attribution(wide, c32, target=7)
+    np.testing.assert_allclose(dla16.heads, dla32.heads, atol=1e-5)
+    assert abs(dla16.total() - dla16.logit) < 1e-4
+    assert I.positional_embedding(held).dtype == np.float32
+    np.testing.assert_array_equal(I.positional_embedding(held), I.positional_embedding(wide))
