@@ -94,6 +94,9 @@ ALIASES = {
     "distilgpt2": "distilbert/distilgpt2",
 }
 _SHORT_NAMES = {repo: short for short, repo in ALIASES.items()}
+# Models that ship inside the npgpt package (a wheel carries weights/shakespeare there; see
+# pyproject.toml). A folder of the same name in the weights folder takes precedence.
+BUNDLED = {"shakespeare": Path(__file__).resolve().parent / "bundled" / "shakespeare"}
 
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
 PROVENANCE_NAME = "npgpt.json"
@@ -216,6 +219,9 @@ def resolve(name: str, revision: str | None = None, *, storage: str | None = Non
     folder = weights_dir() / local_name(repo_id, revision)
     if (folder / CONFIG_NAME).is_file() and (storage in (None, _storage_of(folder)) or read_provenance(folder) is None):
         return folder  # a folder npgpt did not convert is used as it is
+    bundled = _bundled(name, revision)
+    if bundled is not None:
+        return bundled
     cached = _cached_snapshot(repo_id, revision)
     if cached is not None:
         snapshot, source_repo, commit = cached
@@ -295,7 +301,15 @@ def find_local(name: str, revision: str | None = None) -> Path | None:
     if (folder / CONFIG_NAME).is_file():
         return folder
     cached = _cached_snapshot(repo_id, revision)
-    return cached[0] if cached else None
+    return cached[0] if cached else _bundled(name, revision)
+
+
+def _bundled(name: str, revision: str | None) -> Path | None:
+    """The folder of a model that ships inside the package (``BUNDLED``), if this install has it."""
+    folder = BUNDLED.get(name)
+    if folder is None or revision not in (None, "main") or not (folder / CONFIG_NAME).is_file():
+        return None
+    return folder
 
 
 def read_provenance(folder: str | os.PathLike) -> dict | None:
@@ -946,6 +960,11 @@ def list_models() -> list[LocalModel]:
             source = f"{provenance['repo_id']}@{provenance.get('commit', '?')[:7]}" if "repo_id" in provenance else "local"
             found.append(LocalModel(folder.name, folder, _n_params(folder), _storage_of(folder),
                                     _folder_size(folder), source, "folder"))
+    for name in BUNDLED:
+        folder = _bundled(name, None)
+        if folder is not None and name not in {model.name for model in found}:
+            found.append(LocalModel(name, folder, _n_params(folder), _storage_of(folder), _folder_size(folder),
+                                    "bundled with npgpt", "folder"))
     cache = hub_cache_dir()
     if cache.is_dir():
         for storage in sorted(cache.glob("models--*")):
