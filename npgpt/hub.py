@@ -919,8 +919,6 @@ def tokenizer_files_from_json(path: str | os.PathLike) -> tuple[str, str] | None
         return None
 
 
-
-
 def _replace_folder(new: Path, folder: Path) -> None:
     """Put ``new`` where ``folder`` is: two renames, so readers see the old or the new folder, whole."""
     old = None
