@@ -300,8 +300,11 @@ def find_local(name: str, revision: str | None = None) -> Path | None:
     folder = weights_dir() / local_name(repo_id, revision)
     if (folder / CONFIG_NAME).is_file():
         return folder
+    bundled = _bundled(name, revision)  # in the order resolve() takes
+    if bundled is not None:
+        return bundled
     cached = _cached_snapshot(repo_id, revision)
-    return cached[0] if cached else _bundled(name, revision)
+    return cached[0] if cached else None
 
 
 def _bundled(name: str, revision: str | None) -> Path | None:

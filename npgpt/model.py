@@ -210,7 +210,10 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, hoo
     return _tap(f"{prefix}attn.z", z, hooks, cache)
 
 
-def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, block: int = 128) -> np.ndarray:
+ATTENTION_BLOCK = 128  # queries per block in causal_attention; longer prompts take that path
+
+
+def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, block: int = ATTENTION_BLOCK) -> np.ndarray:
     """``attention``, the same numbers, computed for ``block`` queries at a time (a long prompt's fast path).
 
     Each block of queries attends only to the keys up to its own last one: every later key is in
@@ -243,7 +246,7 @@ def mha(x, c_attn, c_proj, n_head, mask, kv_cache=None, layer=0, hooks=None, cac
         k, v = kv_cache.extend(layer, k, v)  # [batch, n_head, n_kv, d_head]
     if last_only:  # only the last position's output is wanted: one query, against every key
         q, mask = q[:, :, -1:], mask[:, :, -1:]  # [batch, n_head, 1, d_head], [batch, 1, 1, n_kv]
-    if hooks is None and cache is None and q.shape[2] > 128:  # a long prompt, nothing to record
+    if hooks is None and cache is None and q.shape[2] > ATTENTION_BLOCK:  # a long prompt, nothing to record
         z = causal_attention(q, k, v, mask)  # [batch, n_head, n_seq, d_head]
     else:
         z = attention(q, k, v, mask, hooks, cache, prefix)  # [batch, n_head, n_seq, d_head]

@@ -395,7 +395,7 @@ def test_float16_storage_halves_the_file_and_computes_in_float32(hub, env, check
     for name, w in flatten(held.params).items():
         assert w.dtype == np.float16 and not w.flags.owndata, name
     assert held.logits(IDS).dtype == np.float32 and held.new_kv_cache().keys.dtype == np.float32
-    np.testing.assert_allclose(held.logits(IDS), model.logits(IDS), rtol=0, atol=2e-5)
+    np.testing.assert_allclose(held.logits(IDS), model.logits(IDS), rtol=0, atol=2e-6)  # only the LM head's blocking differs
     assert held.generate(IDS, max_new_tokens=8, temperature=0) == model.generate(IDS, max_new_tokens=8, temperature=0)
     with pytest.raises(npgpt.ConfigError, match="dtype must be 'float32' or 'float16'"):
         npgpt.load(REPO, dtype="int8")

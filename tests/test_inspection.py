@@ -267,9 +267,9 @@ def test_a_model_held_in_float16_is_inspected_in_float32(tmp_path):
     assert c16["blocks.1.attn.pattern"].dtype == np.float32
     lens16, lens32 = I.logit_lens(held, c16, ids), I.logit_lens(wide, c32, ids)
     assert lens16.top_probs.dtype == np.float32 and np.array_equal(lens16.top_ids, lens32.top_ids)
-    np.testing.assert_allclose(lens16.top_probs, lens32.top_probs, atol=1e-5)
+    np.testing.assert_allclose(lens16.top_probs, lens32.top_probs, atol=1e-6)
     dla16, dla32 = I.direct_logit_attribution(held, c16, target=7), I.direct_logit_attribution(wide, c32, target=7)
-    np.testing.assert_allclose(dla16.heads, dla32.heads, atol=1e-5)
+    np.testing.assert_allclose(dla16.heads, dla32.heads, atol=1e-6)
     assert abs(dla16.total() - dla16.logit) < 1e-4
     assert I.positional_embedding(held).dtype == np.float32
     np.testing.assert_array_equal(I.positional_embedding(held), I.positional_embedding(wide))

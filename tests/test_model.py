@@ -34,15 +34,12 @@ def test_gelu_softmax_layer_norm_by_hand():
 def test_gelu_is_the_tanh_formula_everywhere():
     # gelu is computed as x * sigmoid(2u); it must equal the paper's 0.5 x (1 + tanh(u)) in float64,
     # and stay finite and warning-free where exp(-2u) overflows float32 (x below about -10).
-    x = np.concatenate([np.linspace(-12, 12, 20001), [-1e30, -3e3, -88.0, 88.0, 3e3, 1e30]]).astype(np.float32)
+    x = np.concatenate([np.linspace(-12, 12, 20001), [-3e3, -88.0, 88.0, 3e3]]).astype(np.float32)
     x64 = x.astype(np.float64)
-    u = np.sqrt(2 / np.pi) * (x64 + 0.044715 * x64**3)
-    with np.errstate(over="ignore"):  # the reference's own x^3 overflows at 1e30
-        expected = 0.5 * x64 * (1 + np.tanh(u))
-    expected[x64 < -50] = -0.0
+    expected = 0.5 * x64 * (1 + np.tanh(np.sqrt(2 / np.pi) * (x64 + 0.044715 * x64**3)))
     with np.errstate(over="raise", invalid="raise", divide="raise"):  # what NumPy warns about by default
-        y = gelu(x[np.abs(x) < 1e4])
-    np.testing.assert_allclose(y, expected[np.abs(x) < 1e4], rtol=2e-6, atol=1e-7)
+        y = gelu(x)
+    np.testing.assert_allclose(y, expected, rtol=2e-6, atol=1e-7)
     assert y.dtype == np.float32
 
 

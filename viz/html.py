@@ -48,9 +48,9 @@ from pathlib import Path
 
 import numpy as np
 
+from npgpt._files import atomic_write
 from npgpt.errors import InputError
 
-from ._files import atomic_write
 from .labels import token_labels
 
 __all__ = ["attention_view", "show_attention", "AttentionView", "quantise", "encode_patterns"]

@@ -40,9 +40,9 @@ from matplotlib.colors import Normalize, PowerNorm, TwoSlopeNorm
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
+from npgpt._files import atomic_write
 from npgpt.errors import InputError
 
-from ._files import atomic_write
 from .labels import thinned, tick_step, token_labels
 
 __all__ = [
