@@ -58,7 +58,6 @@ Reference: OpenAI's ``gpt-2/src/encoder.py``; tiktoken (``tiktoken_ext/openai_pu
 from __future__ import annotations
 
 import codecs
-import gc
 import hashlib
 import heapq
 import importlib.util
@@ -66,11 +65,11 @@ import json
 import operator
 import os
 import re
+import sys
 import threading
 from collections import defaultdict
 from collections.abc import Collection, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
-from contextlib import contextmanager
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
 from itertools import accumulate, chain, compress, islice, pairwise, repeat
@@ -396,49 +395,94 @@ def bpe_heap(chars: str, ranks: dict[tuple[str, str], int]) -> list[str]:
 
 @dataclass(frozen=True, eq=False)
 class MergeTable:
-    """The merges as NumPy arrays, to look up the ranks of many pairs in one call.
+    """The merges as NumPy arrays, to look up the ranks of many pairs of token ids in one call.
 
-    A pair of token ids (left, right) becomes one integer key ``left * n_vocab + right``;
-    ``np.searchsorted`` finds all keys at once in the sorted list of the merges' keys. Pairs of
-    two single bytes, which is every pair before the first merge, are read from a 256 x 256 table.
+    A pair of token ids (left, right) becomes one integer key ``left * n_vocab + right``. The
+    merges' keys are kept in a hash table: each has a "home" slot, from the top bits of
+    ``key * HASH_MULTIPLIER`` (multiplicative hashing), and sits there or, when that slot is taken,
+    in the next free one after it (linear probing), never more than ``probes - 1`` slots further.
+    A lookup reads the home slots of all the pairs at once; only the few pairs that find another
+    key there read the next slot, and so on. Pairs of two single bytes, which is every pair before
+    the first merge, are read from a 256 x 256 table.
     """
 
     n_vocab: int
-    keys: np.ndarray  # [n_merges + 1] left_id * n_vocab + right_id of each merge, ascending,
-    # then n_vocab ** 2, which no pair has: every search for a pair's key ends on an entry (int64)
-    ranks: np.ndarray  # [n_merges + 1] rank of the merge with that key, _NO_MERGE for the last
+    none: int  # the "rank" of a pair that is no merge: n_merges, above every real rank
+    slot_keys: np.ndarray  # [n_slots] the key of the merge in each slot; all ones where empty
+    slot_ranks: np.ndarray  # [n_slots] the rank of that merge (int32)
+    shift: int  # home slot of a key: (key * HASH_MULTIPLIER) >> shift, in the key's integer type
+    probes: int  # slots a lookup may have to read: 1 + the furthest any key sits from its home
     merged: np.ndarray  # [n_merges] id of the token that merge r makes, by rank r
     byte_ids: np.ndarray  # [256] id of the token of each single byte
     byte_pair_ranks: np.ndarray  # [256 * 256] rank of the merge of bytes (a, b) at a * 256 + b
 
     @classmethod
     def build(cls, encoder: dict[str, int], merges: list[tuple[str, str]]) -> MergeTable:
-        n_vocab = max(encoder.values()) + 1
+        n_vocab, n_merges = max(encoder.values()) + 1, len(merges)
         lefts, rights = [a for a, _ in merges], [b for _, b in merges]
         left = np.array(list(map(encoder.__getitem__, lefts)), dtype=np.int64)  # [n_merges]
         right = np.array(list(map(encoder.__getitem__, rights)), dtype=np.int64)  # [n_merges]
         merged = np.array(list(map(encoder.__getitem__, map(operator.add, lefts, rights))), dtype=np.int32)
-        keys = left * n_vocab + right
-        order = np.argsort(keys, kind="stable")
+        # keys of 32 bits when every pair's fits below the all-ones "empty" (GPT-2: 50257**2 < 2**32);
+        # four times as many slots as merges, so that most lookups read one slot
+        key_type = np.uint32 if n_vocab**2 < 2**32 - 1 else np.uint64
+        slot_bits = max(n_merges.bit_length() + 2, 4)
+        shift = 8 * np.dtype(key_type).itemsize - slot_bits
+        keys = _pair_keys(left, right, n_vocab, key_type)
+        home = _home_slots(keys, shift)
+        # each key in the first free slot from its home on: taken in order of home, key number i
+        # (in that order) goes to max(its home, 1 + the slot of key i - 1)
+        order = np.argsort(home, kind="stable")
+        i = np.arange(n_merges)
+        slot = i + np.maximum.accumulate(home[order] - i)
+        probes = int((slot - home[order]).max(initial=0)) + 1
+        n_slots = (1 << slot_bits) + probes  # room after the last home slot: no wrapping round
+        slot_keys = np.full(n_slots, np.iinfo(key_type).max, dtype=key_type)
+        slot_ranks = np.full(n_slots, n_merges, dtype=np.int32)
+        slot_keys[slot], slot_ranks[slot] = keys[order], order
         byte_ids = np.array([encoder[_BYTE_TO_CHAR[b]] for b in range(256)], dtype=np.int32)
         byte_of_id = np.full(n_vocab, -1)  # [n_vocab] the byte a single-byte token stands for
         byte_of_id[byte_ids] = np.arange(256)
         a, b = byte_of_id[left], byte_of_id[right]
         of_two_bytes = (a >= 0) & (b >= 0)
-        byte_pair_ranks = np.full(256 * 256, _NO_MERGE, dtype=np.int32)
+        byte_pair_ranks = np.full(256 * 256, n_merges, dtype=np.int32)
         byte_pair_ranks[a[of_two_bytes] * 256 + b[of_two_bytes]] = np.flatnonzero(of_two_bytes)
-        keys = np.append(keys[order], n_vocab**2)
-        ranks = np.append(order, _NO_MERGE).astype(np.int32)
-        return cls(n_vocab, keys, ranks, merged, byte_ids, byte_pair_ranks)
+        return cls(n_vocab, n_merges, slot_keys, slot_ranks, shift, probes, merged, byte_ids, byte_pair_ranks)
 
     def rank(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        """Rank of each pair of token ids; _NO_MERGE for a pair that is no merge."""
-        keys = left.astype(np.int64) * self.n_vocab + right
-        # searching for the keys in ascending order walks the table in order, which is faster
-        order = np.argsort(keys)
-        where = np.empty_like(order)
-        where[order] = np.searchsorted(self.keys, keys[order])  # where each key is or would be
-        return np.where(self.keys[where] == keys, self.ranks[where], _NO_MERGE)
+        """Rank of each pair of token ids (int32); ``none`` for a pair that is no merge."""
+        keys = _pair_keys(left, right, self.n_vocab, self.slot_keys.dtype.type)
+        empty = np.iinfo(self.slot_keys.dtype).max
+        slot = _home_slots(keys, self.shift)
+        found = self.slot_keys[slot]
+        ranks = self.slot_ranks[slot]
+        missed = found != keys
+        ranks[missed] = self.none
+        # a key not in its home slot is in one of the next ones, unless an empty slot comes first
+        todo = np.flatnonzero(missed & (found != empty))
+        for step in range(1, self.probes):
+            if not todo.size:
+                break
+            slot_now = slot[todo] + step
+            found = self.slot_keys[slot_now]
+            hit = found == keys[todo]
+            ranks[todo[hit]] = self.slot_ranks[slot_now[hit]]
+            todo = todo[~hit & (found != empty)]
+        return ranks
+
+
+# Multiplicative hashing (Knuth, TAOCP vol. 3, 6.4): the top bits of key * A, A odd and close to
+# 2**bits / golden ratio, spread keys that differ in any bit over the slots.
+HASH_MULTIPLIER = {np.uint32: 0x9E3779B1, np.uint64: 0x9E3779B97F4A7C15}
+
+
+def _pair_keys(left: np.ndarray, right: np.ndarray, n_vocab: int, key_type: type) -> np.ndarray:
+    return left.astype(key_type) * key_type(n_vocab) + right.astype(key_type)
+
+
+def _home_slots(keys: np.ndarray, shift: int) -> np.ndarray:
+    key_type = keys.dtype.type  # (integer products wrap round: the bits above the type's go)
+    return ((keys * key_type(HASH_MULTIPLIER[key_type])) >> key_type(shift)).astype(np.intp)
 
 
 def bpe_many(pieces: list[bytes], table: MergeTable) -> list[tuple[int, ...]]:
@@ -447,77 +491,104 @@ def bpe_many(pieces: list[bytes], table: MergeTable) -> list[tuple[int, ...]]:
     >>> bpe_many([b" world", b"Hello", b" Z\\xc3\\xbcrich"], Tokenizer.gpt2().merge_table)
     [(995,), (15496,), (1168, 9116, 7527)]
 
-    See ``bpe_rows``, which does the work and gives the results in blocks of rows.
+    See ``bpe_rows``, which does the work.
     """
-    result: list[tuple[int, ...]] = [()] * len(pieces)
-    for index, ids in bpe_rows(pieces, table):
-        for i, token_ids in zip(index.tolist(), map(tuple, ids.tolist())):
-            result[i] = token_ids
-    return result
+    ids, ends = bpe_flat(pieces, table)
+    ids, ends = ids.tolist(), ends.tolist()
+    return [tuple(ids[start:end]) for start, end in zip([0, *ends[:-1]], ends)]
+
+
+def bpe_flat(pieces: list[bytes], table: MergeTable) -> tuple[np.ndarray, np.ndarray]:
+    """``bpe_many`` as two arrays: the token ids of all the pieces, end to end in the order of
+    ``pieces`` (int32), and where each piece's ids end.
+
+    >>> ids, ends = bpe_flat([b" world", b" Z\\xc3\\xbcrich"], Tokenizer.gpt2().merge_table)
+    >>> ids.tolist(), ends.tolist()
+    ([995, 1168, 9116, 7527], [1, 4])
+    """
+    blocks = list(bpe_rows(pieces, table))  # (which pieces, their ids), a block per token count
+    n_ids = np.zeros(len(pieces), dtype=np.int64)  # [n_pieces] how many ids each piece has
+    for index, ids in blocks:
+        n_ids[index] = ids.shape[1]
+    ends = np.cumsum(n_ids)
+    flat = np.empty(int(ends[-1]) if len(pieces) else 0, dtype=np.int32)
+    for index, ids in blocks:  # the ids of piece index[k] go to flat[its start :][: ids.shape[1]]
+        flat[(ends[index] - ids.shape[1])[:, None] + np.arange(ids.shape[1])] = ids
+    return flat, ends
 
 
 def bpe_rows(pieces: list[bytes], table: MergeTable) -> Iterator[tuple[np.ndarray, np.ndarray]]:
     """``bpe``'s loop for many pieces in lockstep. Yields blocks ``(index, ids)``: ``ids[k]`` is
     the row of token ids that ``bpe`` makes of ``pieces[index[k]]``; rows in a block have one length.
 
-    Pieces of n bytes are the rows of an [w, n] array, one part per byte, and ``bpe`` runs in all
-    rows at once. In a round, every row merges its lowest-ranked pair, the leftmost if tied
-    (``argmin``), exactly as ``bpe`` does; a row with no pair left to merge is finished and
-    leaves. The others are all one part shorter now: rows of n parts have become rows of n - 1
+    The pieces of n bytes are the columns of an [n, w] array of token ids, one part per byte, and
+    ``bpe`` runs in all of them at once. In a round, every piece merges its lowest-ranked pair, the
+    leftmost if tied, exactly as ``bpe`` does; a piece with no pair left to merge is finished and
+    leaves. The others are all one part shorter now: pieces of n parts have become pieces of n - 1
     parts, the same shape as the pieces that were n - 1 bytes long to begin with, which join them.
     So the loop walks down from the longest piece's length to 1, one round per length, and each
-    round is a fixed number of NumPy calls for all the rows. It pays off from a few dozen pieces
-    (``Tokenizer.batch_min``), e.g. the new words of a long text. Pieces longer than a few hundred
-    bytes cost a round per byte each: ``bpe_heap`` is better for them.
+    round is a fixed number of NumPy calls for all the pieces. (Pieces are columns, not rows, so
+    that "part j of every piece" is one contiguous row of memory for those calls.) It pays off
+    from a few dozen pieces (``Tokenizer.batch_min``), e.g. the new words of a long text. Pieces
+    longer than a few hundred bytes cost a round per byte each: ``bpe_heap`` is better for them.
     """
     lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))  # [n_pieces]
     if not lengths.all():
         raise ValueError("bpe_many/bpe_rows: every piece needs at least one byte, got an empty one")
     if not pieces:
         return
+    utf8 = np.frombuffer(b"".join(pieces), dtype=np.uint8)  # all the bytes, end to end
+    starts = np.cumsum(lengths) - lengths  # [n_pieces] where each piece's bytes start in utf8
     by_length = np.argsort(lengths, kind="stable")  # [n_pieces] piece numbers, shortest first
-    # all the bytes, end to end, shortest piece first: the pieces of one length are one block
-    utf8 = np.frombuffer(b"".join(map(pieces.__getitem__, by_length.tolist())), dtype=np.uint8)
     n_max = int(lengths[by_length[-1]])
-    # [n_max + 2] where the pieces of n bytes start in by_length, and where their bytes start
-    first = np.searchsorted(lengths[by_length], np.arange(n_max + 2))
-    first_byte = np.concatenate([[0], np.cumsum(lengths[by_length])])[first]
-    # the unfinished rows, each with n parts when the round for length n starts:
-    ids = np.empty((0, n_max), dtype=np.int32)  # [w, n] the parts, as token ids
-    ranks = np.empty((0, n_max - 1), dtype=np.int32)  # [w, n - 1] rank of each adjacent pair
-    index = np.empty(0, dtype=np.int64)  # [w] which piece each row is
+    first = np.searchsorted(lengths[by_length], np.arange(n_max + 2))  # pieces of n bytes: by_length[first[n]:first[n + 1]]
+    # Each pair's rank is kept as rank * 2**bits, its "key": with the pair's position j added
+    # (key | j), one min over the pairs of a piece finds the lowest rank and, among equal ranks,
+    # the leftmost pair, and both are read back from the result.
+    bits = max(n_max - 2, 1).bit_length()  # enough for the positions 0 .. n_max - 2
+    key_type = np.int32 if (table.none + 1) << bits < 2**31 else np.int64
+    byte_pair_keys = table.byte_pair_ranks.astype(key_type) << bits
+    position = np.arange(n_max, dtype=key_type)[:, None]  # [n_max, 1] j, for part or pair j
+    # the unfinished pieces, as columns, each with n parts when the round for length n starts:
+    ids = np.empty((n_max, 0), dtype=np.int32)  # [n, w] the parts, as token ids
+    keys = np.empty((n_max - 1, 0), dtype=key_type)  # [n - 1, w] key of each adjacent pair
+    index = np.empty(0, dtype=np.int64)  # [w] which piece each column is
     for n in range(n_max, 0, -1):
-        if first[n + 1] > first[n]:  # the pieces of n bytes join the rows, one part per byte
-            byte = utf8[first_byte[n] : first_byte[n + 1]].reshape(-1, n).astype(np.intp)  # [w+, n]
-            ids = np.concatenate([ids, table.byte_ids[byte]])
-            ranks = np.concatenate([ranks, table.byte_pair_ranks[byte[:, :-1] * 256 + byte[:, 1:]]])
-            index = np.concatenate([index, by_length[first[n] : first[n + 1]]])
-        if n == 1 or not index.size:  # rows of one part are finished
+        if first[n + 1] > first[n]:  # the pieces of n bytes join, one part per byte
+            joining = by_length[first[n] : first[n + 1]]
+            byte = utf8[np.arange(n)[:, None] + starts[joining]].astype(np.intp)  # [n, w+]
+            ids = np.concatenate([ids, table.byte_ids[byte]], axis=1)
+            keys = np.concatenate([keys, byte_pair_keys[byte[:-1] * 256 + byte[1:]]], axis=1)
+            index = np.concatenate([index, joining])
+        if n == 1 or not index.size:  # pieces of one part are finished
             if index.size:
-                yield index, ids
-            ids, ranks = ids[:, :-1], ranks[:, :-1]
+                yield index, ids.T
+            ids, keys = ids[:-1], keys[:-1]
             continue
-        at = ranks.argmin(axis=1)  # [w] the pair each row merges: lowest rank, leftmost
-        rows = np.arange(index.size)
-        best = ranks[rows, at]  # [w] its rank
-        done = best == _NO_MERGE
-        if done.any():  # rows with nothing left to merge are finished
-            yield index[done], ids[done]
+        lowest = (keys | position[: n - 1]).min(axis=0)  # [w] key | position of each piece's pair to merge
+        at, best = lowest & ((1 << bits) - 1), lowest >> bits  # [w] its position and its rank
+        done = best == table.none
+        if done.any():  # pieces with nothing left to merge are finished
+            yield index[done], ids[:, done].T
             keep = ~done
-            ids, ranks, index, at, best = ids[keep], ranks[keep], index[keep], at[keep], best[keep]
-            rows = rows[: index.size]
+            ids, keys = ids.compress(keep, axis=1), keys.compress(keep, axis=1)
+            index, at, best = index[keep], at[keep], best[keep]
+        w = index.size
+        if not w:
+            ids, keys = ids[:-1], keys[:-1]
+            continue
         # the merge: the pair's left part becomes the merged token, the parts right of the pair
-        # move one to the left, and the last column goes (every row is one part shorter now)
-        ids[rows, at] = table.merged[best]
-        column = np.arange(n - 1)
-        ids = np.where(column <= at[:, None], ids[:, :-1], ids[:, 1:])  # [w, n - 1]
-        ranks = np.where(column[:-1] < at[:, None], ranks[:, :-1], ranks[:, 1:])  # [w, n - 2]
+        # move one to the left, and the last row goes (every piece is one part shorter now)
+        column = np.arange(w)
+        np.put(ids, at * w + column, table.merged[best])  # ids[at[c], c] for every column c
+        stays = position[: n - 1] <= at  # [n - 1, w] part j stays, or part j + 1 moves into it
+        ids = np.where(stays, ids[:-1], ids[1:])  # [n - 1, w]
+        keys = np.where(stays[1:], keys[:-1], keys[1:])  # [n - 2, w]: pair j stays if j < at
         # only the pairs on either side of the merged part have changed: (before, merged part)
         # where there is a part before, and (merged part, after) where there is one after
-        has_before, has_after = at > 0, at < n - 2
-        r = np.concatenate([rows[has_before], rows[has_after]])
-        j = np.concatenate([at[has_before] - 1, at[has_after]])
-        ranks[r, j] = table.rank(ids[r, j], ids[r, j + 1])
+        pair = at * w + column  # (flat index of) pair at[c] of column c
+        pair = np.concatenate([pair[at > 0] - w, pair[at < n - 2]])
+        np.put(keys, pair, table.rank(ids.take(pair), ids.take(pair + w)).astype(key_type) << bits)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -761,7 +832,9 @@ class Tokenizer:
         self.encoder = dict(vocab)  # "Ġworld" -> 995
         self.merges = list(merges)
         self.special_tokens = {t: self.encoder[t] for t in (ENDOFTEXT,) if t in self.encoder}
-        self._cache: defaultdict[str, Sequence[int]] | None = None  # see _word_cache
+        self._cache: defaultdict[str, bytes | bytearray] | None = None  # see _word_cache
+        # the word cache keeps ids as 2-byte numbers when they fit (GPT-2's do), else 4
+        self._id_type = np.dtype(np.uint16 if max(self.encoder.values(), default=0) < 1 << 16 else np.uint32)
         self._cache_has_words = False
         self._lock = threading.Lock()
 
@@ -781,8 +854,9 @@ class Tokenizer:
         return _token_bytes(self.encoder, self.special_tokens)
 
     @cached_property
-    def _token_words(self) -> dict[str, tuple[int]]:
-        """The text of every ordinary token -> (its id,): " world" -> (995,).
+    def _token_words(self) -> dict[str, bytes]:
+        """The text of every ordinary token -> its id, packed as the word cache keeps it
+        (``_pack``): " world" -> _pack([995]).
 
         The word cache takes these in before the first long text, so that a pre-token that is a
         whole token (most English words) needs no merging at all: BPE would merge it all the way to
@@ -790,12 +864,12 @@ class Tokenizer:
         tiktoken does the same. A token that is not valid UTF-8 on its own (part of a character)
         gets a key with a lone surrogate (``surrogateescape``), which no pre-token can equal.
         """
-        token_bytes = self._bytes
-        texts = map(bytes.decode, token_bytes.values(), repeat("utf-8"), repeat("surrogateescape"))
-        words = dict(zip(texts, zip(token_bytes)))  # zip(ids) gives the 1-tuples (id,)
-        for token in self.special_tokens:  # encode_ordinary reads <|endoftext|> as text
-            del words[token]
-        return words
+        special = set(self.special_tokens.values())  # encode_ordinary reads <|endoftext|> as text
+        ids = [i for i in self._bytes if i not in special]
+        texts = map(bytes.decode, map(self._bytes.__getitem__, ids), repeat("utf-8"), repeat("surrogateescape"))
+        packed = map(int.to_bytes, ids, repeat(self._id_type.itemsize), repeat(sys.byteorder))
+        # built whole, never deleted from: a new word cache then copies it in one go (see _word_cache)
+        return dict(zip(texts, packed))
 
     # -- construction ------------------------------------------------------------------------
 
@@ -881,42 +955,47 @@ class Tokenizer:
         """Token ids of text, with ``<|endoftext|>`` read as ordinary text (7 tokens)."""
         text = replace_lone_surrogates(_check_text(text))
         pieces = pretokenize_fast(text)  # step 1
-        with self._lock, _gc_paused():  # other threads must not see the new pieces' lists unfilled
+        with self._lock:  # other threads must not see the new pieces' entries unfilled
             cache = self._word_cache(len(pieces))
             n_known = len(cache)
             # steps 2-4 of each piece seen before, by one lookup (C all the way, no Python loop);
-            # a new piece gets an empty list (the cache is a defaultdict), filled in just below
+            # a new piece gets an empty bytearray (the cache is a defaultdict), filled just below
             found = list(map(cache.__getitem__, pieces))
-            if len(cache) > n_known:  # the entries just added, in order: the new pieces' lists
+            if len(cache) > n_known:  # the entries just added, in order: the new pieces'
                 new = list(islice(cache, n_known, None))
                 try:
                     self._encode_pieces(new, list(islice(cache.values(), n_known, None)))  # steps 2-4
-                except BaseException:  # (even KeyboardInterrupt) no empty list may stay in the cache
+                except BaseException:  # (even KeyboardInterrupt) no empty entry may stay in the cache
                     for piece in new:
                         del cache[piece]
                     raise
-        return list(chain.from_iterable(found))
+            packed = b"".join(found)  # every piece's ids, end to end
+        return np.frombuffer(packed, dtype=self._id_type).tolist()
 
-    def _encode_pieces(self, pieces: list[str], slots: list[list[int]]) -> None:
-        """Steps 2-4 for distinct pre-tokens, into the empty lists ``slots``: [" Zürich"], [[]] ->
-        [[1168, 9116, 7527]].
+    def _encode_pieces(self, pieces: list[str], slots: list[bytearray]) -> None:
+        """Steps 2-4 for distinct pre-tokens, into the empty bytearrays ``slots``: [" Zürich"],
+        [bytearray()] -> [bytearray(_pack([1168, 9116, 7527]))].
 
         Many pieces (the new words of a long text) are merged all at once in NumPy (``bpe_rows``),
         except the rare pieces of hundreds of bytes; a few pieces, one at a time (``bpe``).
         """
         if len(pieces) < self.batch_min:
             for piece, slot in zip(pieces, slots):
-                slot += self._encode_piece(piece)
+                slot += self._pack(self._encode_piece(piece))
             return
-        utf8 = list(map(str.encode, pieces))  # step 2, as bytes: bpe_rows maps bytes to tokens itself
-        if max(map(len, utf8)) > self.long_piece:  # the rare pieces of hundreds of bytes: bpe_heap
-            short = [len(b) <= self.long_piece for b in utf8]
-            for piece, slot in compress(zip(pieces, slots), map(operator.not_, short)):
-                slot += self._encode_piece(piece)
-            slots, utf8 = list(compress(slots, short)), list(compress(utf8, short))
-        for index, ids in bpe_rows(utf8, self.merge_table):  # steps 3-4 for all the others at once
-            for slot, row in zip(map(slots.__getitem__, index.tolist()), ids.tolist()):
-                slot += row
+        utf8 = list(map(str.encode, pieces))  # step 2, as bytes: bpe_flat maps bytes to tokens itself
+        lengths = np.fromiter(map(len, utf8), dtype=np.int64, count=len(utf8))
+        long = np.flatnonzero(lengths > self.long_piece).tolist()  # the rare pieces of hundreds of bytes
+        for i in long:
+            utf8[i] = b"\0"  # a stand-in here: merged by bpe_heap, below
+        ids, ends = bpe_flat(utf8, self.merge_table)  # steps 3-4 for all the others at once
+        packed = ids.astype(self._id_type).tobytes()
+        ends = (ends * self._id_type.itemsize).tolist()
+        # in order, so that memory is walked in the order the slots were made (several times faster)
+        for slot, start, end in zip(slots, [0, *ends[:-1]], ends):
+            slot += packed[start:end]
+        for i in long:
+            slots[i][:] = self._pack(self._encode_piece(pieces[i]))
 
     def _encode_piece(self, piece: str) -> tuple[int, ...]:
         """Steps 2-4 for one pre-token: " Zürich" -> (1168, 9116, 7527)."""
@@ -926,19 +1005,27 @@ class Tokenizer:
         merge = bpe if len(chars) <= self.long_piece else bpe_heap  # the same merges, see bpe_heap
         return self._ids(merge(chars, self.ranks))
 
+    def _pack(self, ids: Sequence[int]) -> bytes:
+        """Token ids as the word cache keeps them: one ``_id_type`` number each, end to end."""
+        return np.asarray(ids, dtype=self._id_type).tobytes()
+
     def clear_cache(self) -> None:
         """Forget the words seen so far, as if no text had been encoded yet (for benchmarks)."""
         with self._lock:
             self._cache = None
 
-    def _word_cache(self, n_pieces: int) -> defaultdict[str, Sequence[int]]:
-        """Pre-token -> its ids, for every pre-token seen so far; started over when full.
+    def _word_cache(self, n_pieces: int) -> defaultdict[str, bytes | bytearray]:
+        """Pre-token -> its ids, packed (``_pack``), for every pre-token seen so far; started over
+        when full.
 
-        Before a text of ``words_min`` pieces or more, the vocabulary's own words go in
-        (``_token_words``): building them takes ~30 ms, once, which only a long text repays.
+        Packed, the ids of all the pieces of a text join in one ``bytes.join``, and the entries
+        are objects that the garbage collector does not need to walk through (lists of ints would
+        make it visit every id of every new word). Before a text of ``words_min`` pieces or more,
+        the vocabulary's own words go in (``_token_words``): building them takes ~15 ms, once,
+        which only a long text repays; after that, copying them in takes well under a millisecond.
         """
         if self._cache is None or len(self._cache) > self.cache_size:
-            self._cache, self._cache_has_words = defaultdict(list), False
+            self._cache, self._cache_has_words = defaultdict(bytearray), False
         if n_pieces >= self.words_min and not self._cache_has_words:
             self._cache.update(self._token_words)
             self._cache_has_words = True
@@ -1126,20 +1213,6 @@ def _gpt2_tokenizer() -> Tokenizer:
             f"{GPT2_N_VOCAB - 1}, got {tok.n_vocab} tokens and <|endoftext|> = {tok.eot_id}"
         )
     return tok
-
-
-@contextmanager
-def _gc_paused():
-    """Pause Python's cycle collector. Encoding a long text makes tens of thousands of small lists
-    (one per new word), and each few hundred of them would start a collection that walks through
-    the young objects, among them the list of all the text's pieces; none of them is in a cycle."""
-    enabled = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if enabled:
-            gc.enable()
 
 
 @lru_cache(maxsize=16)
