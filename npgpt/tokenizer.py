@@ -566,7 +566,7 @@ def bpe_rows(pieces: list[bytes], table: MergeTable) -> Iterator[tuple[np.ndarra
             ids, keys = ids[:-1], keys[:-1]
             continue
         lowest = (keys | position[: n - 1]).min(axis=0)  # [w] key | position of each piece's pair to merge
-        at, best = lowest & ((1 << bits) - 1), lowest >> bits  # [w] its position and its rank
+        at, best = (lowest & ((1 << bits) - 1)).astype(np.intp), lowest >> bits  # [w] its position, its rank
         done = best == table.none
         if done.any():  # pieces with nothing left to merge are finished
             yield index[done], ids[:, done].T
@@ -969,7 +969,7 @@ class Tokenizer:
                     for piece in new:
                         del cache[piece]
                     raise
-            packed = b"".join(found)  # every piece's ids, end to end
+        packed = b"".join(found)  # every piece's ids, end to end
         return np.frombuffer(packed, dtype=self._id_type).tolist()
 
     def _encode_pieces(self, pieces: list[str], slots: list[bytearray]) -> None:
