@@ -7,9 +7,9 @@ and the time to load it.
     python benchmarks/bench_tokenizer.py --profile       # cProfile of one cold npgpt encode
     python benchmarks/bench_tokenizer.py --plain         # also npgpt without its NumPy merge path
 
-All three run on one thread, in the same process, on the same text, taking turns, best of
-``--repeat`` runs (wall clock, or ``--clock cpu``), and must give the same ids (checked; a
-mismatch is printed). MB = 10^6 bytes of UTF-8 input.
+All three run on one thread, in the same process, on the same text, taking turns (forwards,
+then backwards), best of ``--repeat`` runs (wall clock, or ``--clock cpu``), and must give the
+same ids (checked; a mismatch is printed). MB = 10^6 bytes of UTF-8 input.
 
 - tiktoken: ``Encoding.encode_ordinary`` (Rust, single-threaded), gpt2 files loaded offline.
 - tokenizers: a ``BPE`` model from the same vocab.json/merges.txt with the ``ByteLevel``
@@ -58,12 +58,16 @@ CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 def best_times(runs: dict, repeat: int, clock) -> dict:
     """{name: (fn, before)} -> {name: (best seconds, result of the last run)}.
 
-    The runs take turns (a, b, c, a, b, c, ...) so that a burst of load from other programs
-    slows all of them, not one, and the ratios stay fair on a shared machine.
+    The runs take turns (a, b, c, then c, b, a, then a, b, c, ...) so that a burst of load from
+    other programs slows all of them, not one, and the ratios stay fair on a shared machine. The
+    order is reversed every other turn so that no run always comes right after the same other
+    one: after the 2 s of ``tokenizers`` on the multilingual text, npgpt's next encode had 10-19k
+    page faults, against 3-9k after tiktoken's (the allocator has to fault memory in again).
     """
     best = {name: (float("inf"), None) for name in runs}
-    for _ in range(repeat):
-        for name, (fn, before) in runs.items():
+    for turn in range(repeat):
+        for name in list(runs) if turn % 2 == 0 else list(runs)[::-1]:
+            fn, before = runs[name]
             if before:
                 before()
             t0 = clock()
@@ -93,7 +97,7 @@ def bench_text(label: str, text: str, tok: Tokenizer, tiktoken_enc, hf, repeat: 
     if hf is not None:
         runs["tokenizers"] = (lambda: hf.encode(text).ids, None)
     runs["npgpt (cold cache)"] = (lambda: tok.encode_ordinary(text), tok.clear_cache)
-    runs["npgpt (warm cache)"] = (lambda: tok.encode_ordinary(text), None)  # filled by the cold run
+    runs["npgpt (warm cache)"] = (lambda: tok.encode_ordinary(text), None)  # filled by a cold run
     if plain:  # the reference bpe() for every new word: what the NumPy path (bpe_many) saves
         reference = Tokenizer(tok.encoder, tok.merges)
         reference.batch_min = len(text) + 1
