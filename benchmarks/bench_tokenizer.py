@@ -5,6 +5,7 @@ and the time to load it.
     python benchmarks/bench_tokenizer.py --mb 5 --repeat 7
     python benchmarks/bench_tokenizer.py --file some.txt
     python benchmarks/bench_tokenizer.py --profile       # cProfile of one cold npgpt encode
+    python benchmarks/bench_tokenizer.py --steps         # a cold npgpt encode, step by step
     python benchmarks/bench_tokenizer.py --plain         # also npgpt without its NumPy merge path
 
 All three run on one thread, in the same process, on the same text, taking turns (forwards,
@@ -43,6 +44,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from itertools import islice
 
 HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests"))  # shared text sources and the oracle
@@ -50,7 +52,9 @@ sys.path.insert(0, os.path.join(HERE, ".."))
 
 from conftest_tokenizer_helpers import english_text, multilingual_corpus, tiktoken_gpt2
 
-from npgpt.tokenizer import Tokenizer, gpt2_files, pretokenize_fast
+import numpy as np
+
+from npgpt.tokenizer import Tokenizer, bpe_flat, gpt2_files, pretokenize_fast
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
@@ -127,6 +131,44 @@ def bench_text(label: str, text: str, tok: Tokenizer, tiktoken_enc, hf, repeat: 
     )
 
 
+def cold_steps(label: str, text: str, tok: Tokenizer, repeat: int, clock) -> None:
+    """Where a cold encode's time goes: ``encode_ordinary``'s steps, timed one by one (the same
+    calls, in the same order), best of ``repeat`` each; and ``bpe_flat`` alone on the new pieces."""
+    steps = ["split (pretokenize_fast)", "cache lookups (map)", "new pieces: list them",
+             "new pieces: merge, fill the cache", "join the ids, to a list"]
+    best = [float("inf")] * len(steps)
+    for _ in range(repeat):
+        tok.clear_cache()
+        t = [clock()]
+        pieces = pretokenize_fast(text)
+        t.append(clock())
+        cache = tok._word_cache(len(pieces))
+        n_known = len(cache)
+        found = list(map(cache.__getitem__, pieces))
+        t.append(clock())
+        new, slots = list(islice(cache, n_known, None)), list(islice(cache.values(), n_known, None))
+        t.append(clock())
+        tok._encode_pieces(new, slots)
+        t.append(clock())
+        np.frombuffer(b"".join(found), dtype=tok._id_type).tolist()
+        t.append(clock())
+        best = [min(b, t1 - t0) for b, t0, t1 in zip(best, t, t[1:])]
+    utf8 = [p.encode() for p in new if len(p.encode()) <= tok.long_piece]
+    merging = min(_timed(bpe_flat, utf8, tok.merge_table, clock=clock) for _ in range(repeat))
+    print(f"\n== a cold npgpt encode, step by step: {label} (best of {repeat} each) ==")
+    for step, seconds in zip(steps, best):
+        print(f"{step:36s} {seconds:6.3f} s")
+    print(f"{'sum':36s} {sum(best):6.3f} s")
+    print(f"({len(new):,} new pieces of {len(pieces):,}; bpe_flat alone on them: {merging:.3f} s, "
+          f"{merging / len(utf8) * 1e6:.2f} us a piece)")
+
+
+def _timed(fn, *args, clock) -> float:
+    t0 = clock()
+    fn(*args)
+    return clock() - t0
+
+
 LOAD_SCRIPT = """
 import json, time
 t0 = time.perf_counter()
@@ -161,6 +203,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--clock", choices=sorted(CLOCKS), default="wall", help="wall (default) or cpu: "
                         "process CPU time, steadier on a machine shared with other jobs")
     parser.add_argument("--profile", action="store_true", help="cProfile one cold npgpt encode")
+    parser.add_argument("--steps", action="store_true", help="time a cold npgpt encode step by step")
     parser.add_argument("--plain", action="store_true", help="also time npgpt without its NumPy merge path")
     parser.add_argument("--load-runs", type=int, default=5, help="fresh processes for the load times (0: skip)")
     args = parser.parse_args(argv)
@@ -187,9 +230,11 @@ def main(argv: list[str] | None = None) -> int:
             profiler.runcall(tok.encode_ordinary, text)
             print(f"\n== profile of one cold npgpt encode: {label} ==")
             pstats.Stats(profiler).sort_stats("tottime").print_stats(8)
+        elif args.steps:
+            cold_steps(label, text, tok, args.repeat, CLOCKS[args.clock])
         else:
             bench_text(label, text, tok, tiktoken_enc, hf, args.repeat, CLOCKS[args.clock], args.plain)
-    if args.load_runs and not args.profile:
+    if args.load_runs and not (args.profile or args.steps):
         bench_load(args.load_runs)
     return 0
 
