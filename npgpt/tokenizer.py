@@ -545,7 +545,8 @@ def bpe_rows(pieces: list[bytes], table: MergeTable) -> Iterator[tuple[np.ndarra
     starts = np.cumsum(lengths) - lengths  # [n_pieces] where each piece's bytes start in utf8
     by_length = np.argsort(lengths, kind="stable")  # [n_pieces] piece numbers, shortest first
     n_max = int(lengths[by_length[-1]])
-    first = np.searchsorted(lengths[by_length], np.arange(n_max + 2))  # pieces of n bytes: by_length[first[n]:first[n + 1]]
+    # [n_max + 2] the pieces of n bytes are by_length[first[n] : first[n + 1]]
+    first = np.searchsorted(lengths[by_length], np.arange(n_max + 2))
     # Each pair's rank is kept as rank * 2**bits, its "key": with the pair's position j added
     # (key | j), one min over the pairs of a piece finds the lowest rank and, among equal ranks,
     # the leftmost pair, and both are read back from the result.
@@ -569,8 +570,8 @@ def bpe_rows(pieces: list[bytes], table: MergeTable) -> Iterator[tuple[np.ndarra
                 yield index, ids.T
             ids, keys = ids[:-1], keys[:-1]
             continue
-        lowest = (keys | position[: n - 1]).min(axis=0)  # [w] key | position of each piece's pair to merge
-        at, best = (lowest & ((1 << bits) - 1)).astype(np.intp), lowest >> bits  # [w] its position, its rank
+        lowest = (keys | position[: n - 1]).min(axis=0)  # [w] key | position of the pair to merge
+        at, best = (lowest & ((1 << bits) - 1)).astype(np.intp), lowest >> bits  # [w] its position, rank
         done = best == table.none
         if done.any():  # pieces with nothing left to merge are finished
             yield index[done], ids[:, done].T
@@ -870,7 +871,8 @@ class Tokenizer:
         """
         special = set(self.special_tokens.values())  # encode_ordinary reads <|endoftext|> as text
         ids = [i for i in self._bytes if i not in special]
-        texts = map(bytes.decode, map(self._bytes.__getitem__, ids), repeat("utf-8"), repeat("surrogateescape"))
+        token_bytes = map(self._bytes.__getitem__, ids)
+        texts = map(bytes.decode, token_bytes, repeat("utf-8"), repeat("surrogateescape"))
         packed = map(int.to_bytes, ids, repeat(self._id_type.itemsize), repeat(sys.byteorder))
         # built whole, never deleted from: a new word cache then copies it in one go (see _word_cache)
         return dict(zip(texts, packed))
