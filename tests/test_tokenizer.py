@@ -55,6 +55,7 @@ from npgpt.tokenizer import (
     _pretokenize_by_stretches,
     _read_gpt2_files,
     bpe,
+    bpe_flat,
     bpe_heap,
     bpe_many,
     bpe_rows,
@@ -193,6 +194,44 @@ def test_bpe_many_matches_bpe_on_random_pieces(tok, pieces):
 def to_chars(utf8: bytes) -> str:
     table = bytes_to_unicode()
     return "".join(table[b] for b in utf8)
+
+
+def test_merge_table_ranks_every_merge_and_no_other_pair(tok):
+    table = tok.merge_table
+    left = np.array([tok.encoder[a] for a, _ in tok.merges])
+    right = np.array([tok.encoder[b] for _, b in tok.merges])
+    assert table.rank(left, right).tolist() == list(range(len(tok.merges)))
+    assert table.slot_keys.dtype == np.uint32 and table.probes > 1  # some keys sit past their home
+    rng = np.random.default_rng(0)  # pairs of any tokens, and of early ones (often merges)
+    pairs = np.concatenate([rng.integers(0, tok.n_vocab, (2, 100_000)), rng.integers(0, 600, (2, 100_000))], 1)
+    token = {i: t for t, i in tok.encoder.items()}
+    expected = [tok.ranks.get((token[a], token[b]), table.none) for a, b in pairs.T.tolist()]
+    assert table.rank(pairs[0], pairs[1]).tolist() == expected
+    assert 1000 < sum(r != table.none for r in expected) < len(expected)
+
+
+def _lower_ascii(word: str) -> bool:
+    return word.isascii() and word.isalpha() and word.islower()
+
+
+def test_a_vocabulary_of_more_than_65536_tokens():
+    # every pair of bytes is a merge: 256 + 65536 tokens, so the pair keys need 64 bits
+    # (n_vocab**2 > 2**32) and the cache's packed ids 4 bytes each; pairs of lower-case letters
+    # are merged last, so that they get the ids above 65535
+    chars = list(bytes_to_unicode().values())
+    merges = sorted(((a, b) for a in chars for b in chars), key=lambda pair: _lower_ascii(pair[0] + pair[1]))
+    vocab = {c: i for i, c in enumerate(chars)} | {a + b: 256 + r for r, (a, b) in enumerate(merges)}
+    big = Tokenizer(vocab, merges)
+    assert big.merge_table.slot_keys.dtype == np.uint64 and big._id_type == np.uint32
+    text = "Zürich, 日本語, 👍🏽 and words: " + new_words(5, 300)
+    ids = big.encode(text)
+    assert max(ids) >= 1 << 16 and big.decode(ids) == text
+    reference = Tokenizer(vocab, merges)
+    reference.batch_min = 10**9  # bpe(), one piece at a time
+    assert reference.encode(text) == ids
+    pieces = [p.encode() for p in pretokenize(text)]
+    flat, ends = bpe_flat(pieces, big.merge_table)
+    assert np.split(flat, ends[:-1])[3].tolist() == list(reference.encode(pretokenize(text)[3]))
 
 
 def test_bpe_rows_gives_each_piece_once_in_blocks_of_one_length(tok):
