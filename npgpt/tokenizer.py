@@ -45,9 +45,9 @@ the same ids, each checked against the plain one by the tests:
 
 On 2 MB of text in 177 languages that it has never seen, two fifths of the time go to the regex
 (``regex``, 11-13 MB/s here), a quarter to the cache lookups and a quarter to the 70,000 new
-words (merging them in NumPy: ~1.4 us each). That is 0.57-0.59x tiktoken's speed; English it has never seen,
-0.65-0.74x; text it has seen before, 0.91-0.95x (``benchmarks/bench_tokenizer.py``, whose
-``--steps`` times each step; docs/tokenizer.md).
+words (merging them in NumPy: ~1.4 us each). That is 0.57-0.60x tiktoken's speed; English it
+has never seen, 0.64-0.67x; text it has seen before, 0.91-0.96x (``benchmarks/bench_tokenizer.py``,
+whose ``--steps`` times each step; docs/tokenizer.md).
 Loading is cheap: GPT-2's own two files, recognized by their SHA-256, are read without checks,
 and the tables that only some uses need are built on first use.
 
