@@ -76,7 +76,7 @@ from collections.abc import Collection, Iterable, Iterator, Sequence
 from collections.abc import Set as AbstractSet
 from dataclasses import dataclass, field
 from functools import cached_property, lru_cache
-from itertools import accumulate, chain, compress, islice, pairwise, repeat
+from itertools import accumulate, chain, islice, pairwise, repeat
 from typing import Literal
 
 import numpy as np
@@ -967,7 +967,7 @@ class Tokenizer:
             # steps 2-4 of each piece seen before, by one lookup (C all the way, no Python loop);
             # a new piece gets an empty bytearray (the cache is a defaultdict), filled just below
             found = list(map(cache.__getitem__, pieces))
-            if len(cache) > n_known:  # the entries just added, in order: the new pieces'
+            if len(cache) > n_known:  # the entries just added are the new pieces, in order
                 new = list(islice(cache, n_known, None))
                 try:
                     self._encode_pieces(new, list(islice(cache.values(), n_known, None)))  # steps 2-4
@@ -982,7 +982,7 @@ class Tokenizer:
         """Steps 2-4 for distinct pre-tokens, into the empty bytearrays ``slots``: [" Zürich"],
         [bytearray()] -> [bytearray(_pack([1168, 9116, 7527]))].
 
-        Many pieces (the new words of a long text) are merged all at once in NumPy (``bpe_rows``),
+        Many pieces (the new words of a long text) are merged all at once in NumPy (``bpe_flat``),
         except the rare pieces of hundreds of bytes; a few pieces, one at a time (``bpe``).
         """
         if len(pieces) < self.batch_min:
@@ -1027,7 +1027,7 @@ class Tokenizer:
         Packed, the ids of all the pieces of a text join in one ``bytes.join``, and the entries
         are objects that the garbage collector does not need to walk through (lists of ints would
         make it visit every id of every new word). Before a text of ``words_min`` pieces or more,
-        the vocabulary's own words go in (``_token_words``): building them takes ~15 ms, once,
+        the vocabulary's own words go in (``_token_words``): building them takes ~30-40 ms, once,
         which only a long text repays; after that, copying them in takes well under a millisecond.
         """
         if self._cache is None or len(self._cache) > self.cache_size:
