@@ -153,14 +153,15 @@ def cold_steps(label: str, text: str, tok: Tokenizer, repeat: int, clock) -> Non
         np.frombuffer(b"".join(found), dtype=tok._id_type).tolist()
         t.append(clock())
         best = [min(b, t1 - t0) for b, t0, t1 in zip(best, t, t[1:])]
-    utf8 = [p.encode() for p in new if len(p.encode()) <= tok.long_piece]
-    merging = min(_timed(bpe_flat, utf8, tok.merge_table, clock=clock) for _ in range(repeat))
     print(f"\n== a cold npgpt encode, step by step: {label} (best of {repeat} each) ==")
     for step, seconds in zip(steps, best):
         print(f"{step:36s} {seconds:6.3f} s")
     print(f"{'sum':36s} {sum(best):6.3f} s")
-    print(f"({len(new):,} new pieces of {len(pieces):,}; bpe_flat alone on them: {merging:.3f} s, "
-          f"{merging / len(utf8) * 1e6:.2f} us a piece)")
+    utf8 = [p.encode() for p in new if len(p.encode()) <= tok.long_piece]
+    if utf8:
+        merging = min(_timed(bpe_flat, utf8, tok.merge_table, clock=clock) for _ in range(repeat))
+        print(f"({len(new):,} new pieces of {len(pieces):,}; bpe_flat alone on them: {merging:.3f} s, "
+              f"{merging / len(utf8) * 1e6:.2f} us a piece)")
 
 
 def _timed(fn, *args, clock) -> float:

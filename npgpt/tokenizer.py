@@ -34,13 +34,13 @@ the same ids, each checked against the plain one by the tests:
 - steps 2-4, a word cache: pre-token -> its ids, which takes in the vocabulary's own words before
   the first long text (a pre-token that is a whole token, most English words, is never merged),
   read with one ``map`` over all the pieces of a text, so that words seen before cost no Python
-  loop. The ids are kept packed, two bytes each (``_pack``), so that the ids of all the pieces
-  join in one ``bytes.join``, and so that the garbage collector has nothing in the cache to walk
-  through. A new piece gets an empty ``bytearray`` in that same ``map`` (the cache is a
-  ``defaultdict``); all the new pieces of the text are then merged together in NumPy
-  (``bpe_rows``: ``bpe``'s loop run by all of them in lockstep, the pieces of one length as the
-  columns of one array, the ranks of their pairs read from a hash table) and their bytearrays
-  filled;
+  loop. The ids are kept packed, two bytes each (four above 65,536 tokens; ``_pack``), so that
+  the ids of all the pieces join in one ``bytes.join``, and so that the garbage collector has
+  nothing in the cache to walk through. A new piece gets an empty ``bytearray`` in that same
+  ``map`` (the cache is a ``defaultdict``); all the new pieces of the text are then merged
+  together in NumPy (``bpe_rows``: ``bpe``'s loop run by all of them in lockstep, the pieces of
+  one length as the columns of one array, the ranks of their pairs read from a hash table) and
+  their bytearrays filled;
 - a heap for pieces of hundreds of bytes (``bpe_heap``), where ``bpe`` takes quadratic time.
 
 On 2 MB of text in 177 languages that it has never seen, two fifths of the time go to the regex
@@ -428,7 +428,7 @@ class MergeTable:
         right = np.array(list(map(encoder.__getitem__, rights)), dtype=np.int64)  # [n_merges]
         merged = np.array(list(map(encoder.__getitem__, map(operator.add, lefts, rights))), dtype=np.int32)
         # keys of 32 bits when every pair's fits below the all-ones "empty" (GPT-2: 50257**2 < 2**32);
-        # four times as many slots as merges, so that most lookups read one slot
+        # at least four times as many slots as merges (GPT-2: 5.2), so most lookups read one slot
         key_type = np.uint32 if n_vocab**2 < 2**32 - 1 else np.uint64
         slot_bits = max(n_merges.bit_length() + 2, 4)
         shift = 8 * np.dtype(key_type).itemsize - slot_bits
@@ -454,7 +454,8 @@ class MergeTable:
         return cls(n_vocab, n_merges, slot_keys, slot_ranks, shift, probes, merged, byte_ids, byte_pair_ranks)
 
     def rank(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
-        """Rank of each pair of token ids (int32); ``none`` for a pair that is no merge."""
+        """Rank of each pair of token ids, given as two arrays (int32); ``none`` for a pair that is
+        no merge."""
         keys = _pair_keys(left, right, self.n_vocab, self.slot_keys.dtype.type)
         empty = np.iinfo(self.slot_keys.dtype).max
         slot = _home_slots(keys, self.shift)
@@ -838,8 +839,7 @@ class Tokenizer:
         self.merges = list(merges)
         self.special_tokens = {t: self.encoder[t] for t in (ENDOFTEXT,) if t in self.encoder}
         self._cache: defaultdict[str, bytes | bytearray] | None = None  # see _word_cache
-        # the word cache keeps ids as 2-byte numbers when they fit (GPT-2's do), else 4
-        self._id_type = np.dtype(np.uint16 if max(self.encoder.values(), default=0) < 1 << 16 else np.uint32)
+        self._id_type = _id_type(self.encoder)
         self._cache_has_words = False
         self._lock = threading.Lock()
 
@@ -870,12 +870,27 @@ class Tokenizer:
         gets a key with a lone surrogate (``surrogateescape``), which no pre-token can equal.
         """
         special = set(self.special_tokens.values())  # encode_ordinary reads <|endoftext|> as text
-        ids = [i for i in self._bytes if i not in special]
+        ids = [i for i in self._bytes if i not in special and i not in self._unmade_tokens]
         token_bytes = map(self._bytes.__getitem__, ids)
         texts = map(bytes.decode, token_bytes, repeat("utf-8"), repeat("surrogateescape"))
         packed = map(int.to_bytes, ids, repeat(self._id_type.itemsize), repeat(sys.byteorder))
         # built whole, never deleted from: a new word cache then copies it in one go (see _word_cache)
         return dict(zip(texts, packed))
+
+    @cached_property
+    def _unmade_tokens(self) -> frozenset[int]:
+        """Ids of the tokens that BPE does not make of their own bytes: none in GPT-2's vocabulary
+        (``from_files`` knows its files; a test checks it), nor in any whose merges were learned in
+        order, but a merges.txt in another order can have some ("a b", "b c", "a bc": BPE makes
+        "ab" "c" of "abc"). ``encode`` takes the shortcut "a piece that is a whole token is that
+        token" (``_encode_piece``, ``_token_words``), as tiktoken does, only for the other tokens,
+        so that it always gives what ``bpe`` and ``explain`` give. Built on first use: all the
+        tokens merged at once (``bpe_flat``)."""
+        special = set(self.special_tokens.values())
+        ids = np.array([i for i in self._bytes if i not in special], dtype=np.int64)
+        merged, ends = bpe_flat(list(map(self._bytes.__getitem__, ids.tolist())), self.merge_table)
+        made = (np.diff(ends, prepend=0) == 1) & (merged[ends - 1] == ids)
+        return frozenset(ids[~made].tolist())
 
     # -- construction ------------------------------------------------------------------------
 
@@ -893,7 +908,10 @@ class Tokenizer:
             vocab, merges = read_vocab(vocab_path), read_merges(merges_path)
             _check_vocab_and_merges(vocab, merges, vocab_path, merges_path)
         name = os.path.basename(os.path.dirname(os.path.abspath(vocab_path))) or "bpe"
-        return cls(vocab, merges, name=name)
+        tokenizer = cls(vocab, merges, name=name)
+        if gpt2:  # (its merges were learned in order: BPE makes every token of its own bytes)
+            tokenizer._unmade_tokens = frozenset()
+        return tokenizer
 
     @classmethod
     def from_folder(cls, folder: str | os.PathLike, *, fallback_to_gpt2: bool = False) -> Tokenizer:
@@ -964,17 +982,18 @@ class Tokenizer:
         with self._lock:  # other threads must not see the new pieces' entries unfilled
             cache = self._word_cache(len(pieces))
             n_known = len(cache)
-            # steps 2-4 of each piece seen before, by one lookup (C all the way, no Python loop);
-            # a new piece gets an empty bytearray (the cache is a defaultdict), filled just below
-            found = list(map(cache.__getitem__, pieces))
-            if len(cache) > n_known:  # the entries just added are the new pieces, in order
-                new = list(islice(cache, n_known, None))
-                try:
+            try:
+                # steps 2-4 of each piece seen before, by one lookup (C all the way, no Python
+                # loop); a new piece gets an empty bytearray (the cache is a defaultdict), filled
+                # just below
+                found = list(map(cache.__getitem__, pieces))
+                if len(cache) > n_known:  # the entries just added are the new pieces, in order
+                    new = list(islice(cache, n_known, None))
                     self._encode_pieces(new, list(islice(cache.values(), n_known, None)))  # steps 2-4
-                except BaseException:  # (even KeyboardInterrupt) no empty entry may stay in the cache
-                    for piece in new:
-                        del cache[piece]
-                    raise
+            except BaseException:  # (even KeyboardInterrupt) no empty entry may stay in the cache
+                for piece in list(islice(cache, n_known, None)):
+                    del cache[piece]
+                raise
         packed = b"".join(found)  # every piece's ids, end to end
         return np.frombuffer(packed, dtype=self._id_type).tolist()
 
@@ -983,7 +1002,8 @@ class Tokenizer:
         [bytearray()] -> [bytearray(_pack([1168, 9116, 7527]))].
 
         Many pieces (the new words of a long text) are merged all at once in NumPy (``bpe_flat``),
-        except the rare pieces of hundreds of bytes; a few pieces, one at a time (``bpe``).
+        except the rare pieces of hundreds of bytes; a few pieces, one at a time
+        (``_encode_piece``).
         """
         if len(pieces) < self.batch_min:
             for piece, slot in zip(pieces, slots):
@@ -1006,8 +1026,9 @@ class Tokenizer:
     def _encode_piece(self, piece: str) -> tuple[int, ...]:
         """Steps 2-4 for one pre-token: " Zürich" -> (1168, 9116, 7527)."""
         chars = to_byte_chars(piece)  # " Zürich" -> "ĠZÃ¼rich"
-        if chars in self.encoder:  # a whole token: BPE would merge it all the way (see _token_words)
-            return (self.encoder[chars],)
+        token = self.encoder.get(chars)
+        if token is not None and token not in self._unmade_tokens:  # a whole token (see _token_words)
+            return (token,)
         merge = bpe if len(chars) <= self.long_piece else bpe_heap  # the same merges, see bpe_heap
         return self._ids(merge(chars, self.ranks))
 
@@ -1037,14 +1058,20 @@ class Tokenizer:
             self._cache_has_words = True
         return self._cache
 
-    def __getstate__(self) -> dict:  # pickle, copy.deepcopy: no lock, no cache
-        state = self.__dict__.copy()
-        del state["_lock"]
+    # tables built on first use, left out of pickles (rebuilt after), so that a pickle from
+    # another version of this file, whose tables may differ, still loads
+    _DERIVED = ("ranks", "merge_table", "_bytes", "_token_words")
+
+    def __getstate__(self) -> dict:  # pickle, copy.deepcopy: no lock, no cache, no derived tables
+        state = {k: v for k, v in self.__dict__.items() if k not in self._DERIVED and k != "_lock"}
         state["_cache"] = None
         return state
 
     def __setstate__(self, state: dict) -> None:
+        state = {k: v for k, v in state.items() if k not in self._DERIVED}
         self.__dict__.update(state)
+        if "_id_type" not in state:  # (pickled before the cache packed its ids)
+            self._id_type = _id_type(self.encoder)
         self._lock = threading.Lock()
 
     def _ids(self, tokens: list[str]) -> tuple[int, ...]:
@@ -1225,6 +1252,11 @@ def _gpt2_tokenizer() -> Tokenizer:
 def _special_regex(tokens: frozenset) -> regex.Pattern:
     # longest first, so that a special token that is a prefix of another cannot win
     return regex.compile("(" + "|".join(regex.escape(t) for t in sorted(tokens, key=len, reverse=True)) + ")")
+
+
+def _id_type(encoder: dict[str, int]) -> np.dtype:
+    """How the word cache packs ids: 2-byte numbers when they fit (GPT-2's do), else 4."""
+    return np.dtype(np.uint16 if max(encoder.values(), default=0) < 1 << 16 else np.uint32)
 
 
 def _check_text(text) -> str:

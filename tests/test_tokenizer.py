@@ -22,7 +22,7 @@ import re
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from itertools import pairwise
+from itertools import islice, pairwise
 from pathlib import Path
 
 import numpy as np
@@ -212,6 +212,26 @@ def test_merge_table_ranks_every_merge_and_no_other_pair(tok):
 
 def _lower_ascii(word: str) -> bool:
     return word.isascii() and word.isalpha() and word.islower()
+
+
+def test_merges_out_of_learned_order_give_what_bpe_gives(tmp_path):
+    # "a b", "b c", "a bc": BPE makes "ab" + "c" of "abc", although "abc" is a token. tiktoken's
+    # shortcut (a piece that is a whole token is that token) would give "abc"; npgpt takes it only
+    # for tokens that BPE makes of their own bytes, so every path gives what bpe and explain give
+    vocab_path, merges_path = tiny_files(tmp_path, merges=(("a", "b"), ("b", "c"), ("a", "bc")))
+    short, long_text = "abc x abc", "abc\n" * 5000  # the long text goes through the word cache
+    reference = Tokenizer.from_files(vocab_path, merges_path)
+    expected = {text: reference.explain(text).ids for text in (short, long_text)}
+    assert expected[short][:2] == [reference.encoder["ab"], reference.encoder["c"]]
+    for batch_min in (1, 10**9):
+        tokenizer = Tokenizer.from_files(vocab_path, merges_path)
+        tokenizer.batch_min = batch_min
+        assert tokenizer._unmade_tokens == {258}  # "abc"
+        assert tokenizer.encode(short) == expected[short]
+        assert tokenizer.encode(long_text) == expected[long_text]
+    assert Tokenizer.gpt2()._unmade_tokens == frozenset()
+    fresh = Tokenizer(Tokenizer.gpt2().encoder, Tokenizer.gpt2().merges)
+    assert fresh._unmade_tokens == frozenset()  # the check itself, on GPT-2's vocabulary
 
 
 def test_a_vocabulary_of_more_than_65536_tokens():
@@ -778,10 +798,42 @@ def test_threads_sharing_one_tokenizer_get_the_right_ids(tok):
             assert list(pool.map(shared.encode, texts)) == expected
 
 
+def test_an_interrupt_just_after_the_lookups_leaves_no_unfilled_words(tok, monkeypatch):
+    # a Ctrl-C that arrives while the C loop of lookups runs is raised at the next Python line
+    import npgpt.tokenizer as module
+
+    fresh = Tokenizer(tok.encoder, tok.merges)
+    fresh.batch_min = 1
+    calls = []
+
+    def interrupted_once(*args):
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return islice(*args)
+
+    monkeypatch.setattr(module, "islice", interrupted_once)
+    text = new_words(4, 50)
+    with pytest.raises(KeyboardInterrupt):
+        fresh.encode(text)
+    monkeypatch.undo()
+    assert all(fresh._cache.values())  # no empty entry was left behind
+    assert fresh.encode(text) == tok.encode(text)
+
+
 def test_a_tokenizer_can_be_pickled_and_deep_copied(tok):
     text = "Hello world, Zürich 👍 " + new_words(1, 20)
     for twin in (pickle.loads(pickle.dumps(tok)), copy.deepcopy(tok)):
         assert twin.encode(text) == tok.encode(text) and twin.n_vocab == tok.n_vocab
+    long_text = english_text()[:50_000]
+    tok.encode(long_text)  # builds the derived tables, which pickles leave out
+    assert not {"merge_table", "_token_words", "_lock"} & set(tok.__getstate__())
+    # a pickle from before the word cache packed its ids: no _id_type, tables in older formats
+    old = tok.__getstate__() | {"_token_words": {" the": (262,)}, "merge_table": "an older table"}
+    del old["_id_type"]
+    twin = Tokenizer.__new__(Tokenizer)
+    twin.__setstate__(old)
+    assert twin.encode(long_text) == tok.encode(long_text) and twin.encode(text) == tok.encode(text)
 
 
 def test_encoding_new_words_gives_the_garbage_collector_nothing_to_walk(tok):
