@@ -411,7 +411,8 @@ class MergeTable:
     """
 
     n_vocab: int
-    none: int  # the "rank" of a pair that is no merge: n_merges, above every real rank
+    none: int  # the "rank" of a pair that is no merge: n_merges, above every real rank (not
+    # bpe's _NO_MERGE: a rank this small still fits in 32 bits after bpe_rows shifts it left)
     slot_keys: np.ndarray  # [n_slots] the key of the merge in each slot; all ones where empty
     slot_ranks: np.ndarray  # [n_slots] the rank of that merge (int32)
     shift: int  # home slot of a key: (key * HASH_MULTIPLIER) >> shift, in the key's integer type
