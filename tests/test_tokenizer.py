@@ -22,7 +22,7 @@ import re
 import shutil
 import time
 from concurrent.futures import ThreadPoolExecutor
-from itertools import islice, pairwise
+from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
@@ -769,21 +769,36 @@ def new_words(seed: int, n: int = 300) -> str:
     return " ".join("".join(rng.choice(letters, int(rng.integers(3, 12)))) for _ in range(n))
 
 
-@pytest.mark.parametrize("batch_min", [1, 10**9])  # the NumPy path and the one-at-a-time path
-def test_a_failed_encode_leaves_no_unfilled_words_in_the_cache(tok, monkeypatch, batch_min):
+# where the interrupt comes: the function that raises it (its first call), and batch_min
+INTERRUPTED = {
+    "merging, NumPy path": ("bpe_rows", 1),
+    "merging, one piece at a time": ("bpe", 10**9),
+    # a Ctrl-C that arrives during the C loop of lookups is raised at the next Python line
+    "just after the lookups": ("islice", 1),
+}
+
+
+@pytest.mark.parametrize("where", INTERRUPTED)
+def test_an_interrupted_encode_leaves_no_unfilled_words_in_the_cache(tok, monkeypatch, where):
+    import npgpt.tokenizer as module
+
+    name, batch_min = INTERRUPTED[where]
     fresh = Tokenizer(tok.encoder, tok.merges)
     fresh.batch_min = batch_min
+    real, calls = getattr(module, name), []
+
+    def interrupted_once(*args, **kwargs):
+        calls.append(args)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(module, name, interrupted_once)
     text = new_words(0, 50)
-
-    def interrupted(*args, **kwargs):
-        raise KeyboardInterrupt
-
-    monkeypatch.setattr("npgpt.tokenizer.bpe_rows", interrupted)
-    monkeypatch.setattr("npgpt.tokenizer.bpe", interrupted)
     with pytest.raises(KeyboardInterrupt):
         fresh.encode(text)
     monkeypatch.undo()
-    assert all(fresh._cache.values())  # no empty list was left behind
+    assert calls and all(fresh._cache.values())  # no empty entry was left behind
     assert fresh.encode(text) == tok.encode(text)
 
 
@@ -796,29 +811,6 @@ def test_threads_sharing_one_tokenizer_get_the_right_ids(tok):
         for _ in range(3):
             shared.clear_cache()
             assert list(pool.map(shared.encode, texts)) == expected
-
-
-def test_an_interrupt_just_after_the_lookups_leaves_no_unfilled_words(tok, monkeypatch):
-    # a Ctrl-C that arrives while the C loop of lookups runs is raised at the next Python line
-    import npgpt.tokenizer as module
-
-    fresh = Tokenizer(tok.encoder, tok.merges)
-    fresh.batch_min = 1
-    calls = []
-
-    def interrupted_once(*args):
-        calls.append(args)
-        if len(calls) == 1:
-            raise KeyboardInterrupt
-        return islice(*args)
-
-    monkeypatch.setattr(module, "islice", interrupted_once)
-    text = new_words(4, 50)
-    with pytest.raises(KeyboardInterrupt):
-        fresh.encode(text)
-    monkeypatch.undo()
-    assert all(fresh._cache.values())  # no empty entry was left behind
-    assert fresh.encode(text) == tok.encode(text)
 
 
 def test_a_tokenizer_can_be_pickled_and_deep_copied(tok):
