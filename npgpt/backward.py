@@ -185,32 +185,39 @@ def mlp_backward(dy: np.ndarray, x: np.ndarray, c_fc: dict, c_proj: dict, cache:
     return dx, {"c_fc": d_c_fc, "c_proj": d_c_proj}
 
 
-def transformer_block_backward(dy, ln_1, attn, ln_2, mlp, *, n_head, eps, cache, layer=0):
+def transformer_block_backward(dy, ln_1, attn, ln_2, mlp, *, n_head, eps, cache, layer=0, dropout=None):
     """Mirror of ``transformer_block``: dy = d(loss)/d(resid_post) -> d(loss)/d(resid_pre) and the
     block's gradients {"ln_1", "attn", "ln_2", "mlp"}.
 
     A residual add copies its gradient to both branches, so dy flows straight through to the
     block's input and each branch adds its own share: that is why deep residual networks train.
+    ``dropout``: the keep-masks the forward multiplied ``attn_out`` and ``mlp_out`` by (training).
     """
     p = f"blocks.{layer}."
-    # resid_post = resid_mid + mlp(ln_2(resid_mid))
-    dh, d_mlp = mlp_backward(dy, cache[p + "ln2"], **mlp, cache=cache, prefix=p)
+    keep = dropout or {}
+    # resid_post = resid_mid + dropout(mlp(ln_2(resid_mid)))
+    dmlp_out = dy * keep[p + "mlp_out"] if p + "mlp_out" in keep else dy
+    dh, d_mlp = mlp_backward(dmlp_out, cache[p + "ln2"], **mlp, cache=cache, prefix=p)
     dx_ln, d_ln_2 = layer_norm_backward(dh, cache[p + "resid_mid"], ln_2["weight"], eps)
     dmid = dy + dx_ln  # [batch, n_seq, n_embd]
-    # resid_mid = resid_pre + mha(ln_1(resid_pre))
-    dh, d_attn = mha_backward(dmid, cache[p + "ln1"], **attn, n_head=n_head, cache=cache, prefix=p)
+    # resid_mid = resid_pre + dropout(mha(ln_1(resid_pre)))
+    dattn_out = dmid * keep[p + "attn_out"] if p + "attn_out" in keep else dmid
+    dh, d_attn = mha_backward(dattn_out, cache[p + "ln1"], **attn, n_head=n_head, cache=cache, prefix=p)
     dx_ln, d_ln_1 = layer_norm_backward(dh, cache[p + "resid_pre"], ln_1["weight"], eps)
     dpre = dmid + dx_ln  # [batch, n_seq, n_embd]
     return dpre, {"ln_1": d_ln_1, "attn": d_attn, "ln_2": d_ln_2, "mlp": d_mlp}
 
 
-def gpt2_backward(dlogits: np.ndarray, ids: np.ndarray, params: dict, config: GPT2Config, cache: dict, *, attention_mask=None) -> dict:
+def gpt2_backward(dlogits: np.ndarray, ids: np.ndarray, params: dict, config: GPT2Config, cache: dict, *, attention_mask=None,
+                  dropout: dict | None = None) -> dict:
     """Mirror of ``gpt2``: from d(loss)/d(logits) [batch, n_seq, n_vocab] to the gradient of every
     parameter, as a nested dict shaped like ``params``.
 
     ``cache`` is the dict the forward filled (``gpt2(ids, params, config, cache=cache)``), with the
     same ``ids`` and ``attention_mask``. The tied token embedding gets two contributions: one as the
-    LM head (logits = ln_final @ wte^T) and one as the input embedding.
+    LM head (logits = ln_final @ wte^T) and one as the input embedding. ``dropout``: the keep-masks
+    the forward's hooks multiplied activations by, when training with dropout
+    (``npgpt.train.dropout_masks``).
     """
     wte = params["wte"]["weight"]
     n_embd = wte.shape[1]
@@ -224,7 +231,10 @@ def gpt2_backward(dlogits: np.ndarray, ids: np.ndarray, params: dict, config: GP
     for layer in reversed(range(config.n_layer)):
         dx, d_blocks[layer] = transformer_block_backward(
             dx, **params["h"][layer], n_head=config.n_head, eps=config.layer_norm_eps, cache=cache, layer=layer,
+            dropout=dropout,
         )
+    if dropout and "blocks.0.resid_pre" in dropout:  # blocks.0.resid_pre = dropout(embed + pos_embed)
+        dx = dx * dropout["blocks.0.resid_pre"]
     # x = embed(ids) + pos_embed(positions): both get the full gradient of the residual stream
     batch, n_seq = ids.shape
     mask = np.ones((batch, n_seq), dtype=bool) if attention_mask is None else np.asarray(attention_mask, dtype=bool)

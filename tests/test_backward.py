@@ -308,6 +308,49 @@ def test_whole_model_gradients_match_transformers(dtype):
         check(f"model {name}", flat[name], theirs[name], dtype)
 
 
+@pytest.mark.parametrize("dtype", DTYPES)
+def test_whole_model_gradients_with_dropout_match_transformers(dtype):
+    """Training with dropout: npgpt's keep-masks (``train.dropout_masks``) put into transformers'
+    three dropout places (``transformer.drop`` and each block's two ``resid_dropout``s) give the
+    same loss and gradients."""
+    from conftest import hf_gpt2
+    from npgpt.train import dropout_masks, loss_and_grads as train_loss_and_grads
+
+    config = npgpt.GPT2Config(n_vocab=97, n_ctx=32, n_embd=48, n_head=4, n_layer=3)
+    hf = hf_gpt2(config, seed=3).to(torch.float64 if dtype == np.float64 else torch.float32)
+    tensors = {name: t.detach().numpy() for name, t in hf.state_dict().items()}
+    params = params_from_checkpoint(tensors, config, source="hf", dtype=dtype)
+    ids = np.random.default_rng(11).integers(0, 97, size=(3, 25))
+    masks = dropout_masks(config, (3, 24, 48), 0.3, np.random.default_rng(5))
+    assert all(set(np.unique(m)) == {0.0, np.float32(1 / 0.7)} for m in masks.values())
+
+    class FixedDropout(torch.nn.Module):
+        def __init__(self, mask):
+            super().__init__()
+            self.mask = torch.as_tensor(mask.astype(dtype))
+
+        def forward(self, x):
+            return x * self.mask
+
+    body = hf.transformer
+    body.drop = FixedDropout(masks["blocks.0.resid_pre"])
+    for layer, block in enumerate(body.h):
+        block.attn.resid_dropout = FixedDropout(masks[f"blocks.{layer}.attn_out"])
+        block.mlp.dropout = FixedDropout(masks[f"blocks.{layer}.mlp_out"])
+    hf.zero_grad()
+    t_ids = torch.as_tensor(ids)
+    t_loss = F.cross_entropy(hf(t_ids[:, :-1]).logits.reshape(-1, 97), t_ids[:, 1:].reshape(-1))
+    t_loss.backward()
+
+    loss, grads = train_loss_and_grads(params, config, ids[:, :-1], ids[:, 1:], dropout=masks)
+    plain, _ = train_loss_and_grads(params, config, ids[:, :-1], ids[:, 1:])
+    assert abs(loss - plain) > 1e-3  # the masks did change the forward pass
+    assert abs(loss - t_loss.item()) <= TOL[dtype] * t_loss.item()
+    theirs = {name.removeprefix("transformer."): p.grad.numpy() for name, p in hf.named_parameters()}
+    for name, grad in sorted(flatten(grads).items()):
+        check(f"dropout {name}", grad, theirs[name], dtype)
+
+
 def test_whole_model_gradient_by_finite_differences(tiny_model):
     """Independent of torch: a central difference of the float64 loss along random directions."""
     config = tiny_model.config

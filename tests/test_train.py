@@ -29,6 +29,7 @@ from npgpt.train import (
     load_checkpoint,
     nats_per_char,
     pretrain,
+    repeat_spans,
     split_text,
 )
 from npgpt.weights import flatten
@@ -94,6 +95,39 @@ def test_get_batch_targets_are_inputs_shifted_by_one():
     assert np.array_equal(x, x2)  # the same generator state, the same batch
     with pytest.raises(InputError, match="fewer than one window"):
         get_batch(ids[:5], 2, 8, np.random.default_rng(0))
+
+
+def test_repeat_spans_writes_a_random_span_twice_in_the_chosen_rows():
+    windows = np.arange(8 * 65, dtype=np.int32).reshape(8, 65) + 1000  # ids no span can hold
+    out = repeat_spans(windows, 0.25, 1000, np.random.default_rng(0), min_len=8, max_len=20)
+    assert np.array_equal(windows, np.arange(8 * 65).reshape(8, 65) + 1000)  # the input is left alone
+    assert np.array_equal(out[2:], windows[2:])  # round(0.25 * 8) = 2 rows changed, the first two
+    for row in out[:2]:
+        changed = np.flatnonzero(row < 1000)  # the two copies, next to each other
+        length = len(changed) // 2
+        assert 8 <= length <= 20 and len(changed) == 2 * length
+        assert np.array_equal(changed, np.arange(changed[0], changed[0] + 2 * length))
+        assert np.array_equal(row[changed[:length]], row[changed[length:]])
+    assert np.array_equal(repeat_spans(windows, 0.0, 1000, np.random.default_rng(0)), windows)
+
+
+def test_dropout_and_repeated_spans_train_and_resume_exactly(text_file, tmp_path):
+    settings = QUICK.replace(steps=8, eval_interval=4, sample_interval=0, dropout=0.2, repeat_fraction=0.25)
+    straight = pretrain(text_file, tmp_path / "a", config=TINY, settings=settings, stream=io.StringIO())
+    plain = pretrain(text_file, tmp_path / "p", config=TINY, settings=QUICK.replace(steps=8, eval_interval=4, sample_interval=0),
+                     stream=io.StringIO())
+    assert straight.history[0]["loss"] != plain.history[0]["loss"]  # the masks and spans took effect
+
+    def stop_at_5(step, metrics):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(text_file, tmp_path / "b", config=TINY, settings=settings, stream=io.StringIO(), on_step=stop_at_5)
+    resumed = pretrain(text_file, tmp_path / "b", config=TINY, settings=settings, stream=io.StringIO(), resume=True)
+    assert [h["loss"] for h in resumed.history] == [h["loss"] for h in straight.history]
+    with pytest.raises(npgpt.errors.ConfigError, match="dropout"):
+        TrainSettings(dropout=1.0)
 
 
 def test_evaluate_predicts_every_token_once(tiny_model):
