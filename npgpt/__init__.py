@@ -20,7 +20,10 @@ import numpy as np
 
 from .config import PRESETS, GPT2Config, get_config
 from .errors import ConfigError, InputError, ModelNotFoundError, NpgptError, WeightsError
-from .model import GPT2, ActivationCache, KVCache, random_params
+from .activations import ActivationCache
+from .gpt2 import GPT2
+from .kv_cache import KVCache
+from .model import random_params
 
 __version__ = "0.1.0"
 

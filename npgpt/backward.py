@@ -32,7 +32,7 @@ import math
 import numpy as np
 
 from .config import GPT2Config
-from .model import merge_heads, softmax, split_heads
+from .model import merge_heads, positions, softmax, split_heads, token_masks
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 
@@ -174,8 +174,8 @@ def mha_backward(dy: np.ndarray, x: np.ndarray, c_attn: dict, c_proj: dict, n_he
     return dx, {"c_attn": d_c_attn, "c_proj": d_c_proj}
 
 
-def mlp_backward(dy: np.ndarray, x: np.ndarray, c_fc: dict, c_proj: dict, cache: dict, prefix: str = ""):
-    """Mirror of ``mlp``: dy [batch, n_seq, n_embd] -> dx and {"c_fc": ..., "c_proj": ...}.
+def ffn_backward(dy: np.ndarray, x: np.ndarray, c_fc: dict, c_proj: dict, cache: dict, prefix: str = ""):
+    """Mirror of ``ffn``: dy [batch, n_seq, n_embd] -> dx and {"c_fc": ..., "c_proj": ...}.
 
     x is the MLP's input (``ln2``); ``cache`` holds ``{prefix}mlp.pre`` and ``{prefix}mlp.post``.
     """
@@ -197,7 +197,7 @@ def transformer_block_backward(dy, ln_1, attn, ln_2, mlp, *, n_head, eps, cache,
     keep = dropout or {}
     # resid_post = resid_mid + dropout(mlp(ln_2(resid_mid)))
     dmlp_out = dy * keep[p + "mlp_out"] if p + "mlp_out" in keep else dy
-    dh, d_mlp = mlp_backward(dmlp_out, cache[p + "ln2"], **mlp, cache=cache, prefix=p)
+    dh, d_mlp = ffn_backward(dmlp_out, cache[p + "ln2"], **mlp, cache=cache, prefix=p)
     dx_ln, d_ln_2 = layer_norm_backward(dh, cache[p + "resid_mid"], ln_2["weight"], eps)
     dmid = dy + dx_ln  # [batch, n_seq, n_embd]
     # resid_mid = resid_pre + dropout(mha(ln_1(resid_pre)))
@@ -236,11 +236,9 @@ def gpt2_backward(dlogits: np.ndarray, ids: np.ndarray, params: dict, config: GP
     if dropout and "blocks.0.resid_pre" in dropout:  # blocks.0.resid_pre = dropout(embed + pos_embed)
         dx = dx * dropout["blocks.0.resid_pre"]
     # x = embed(ids) + pos_embed(positions): both get the full gradient of the residual stream
-    batch, n_seq = ids.shape
-    mask = np.ones((batch, n_seq), dtype=bool) if attention_mask is None else np.asarray(attention_mask, dtype=bool)
-    positions = np.maximum(np.cumsum(mask, axis=1) - 1, 0)  # as gpt2() computes them (no KV cache)
+    _, full_mask = token_masks(ids, attention_mask, None)
     dwte += embed_backward(dx, ids, config.n_vocab)
-    dwpe = pos_embed_backward(dx, positions, config.n_ctx)
+    dwpe = pos_embed_backward(dx, positions(full_mask, ids.shape[1]), config.n_ctx)  # as gpt2() computes them
     return {"wte": {"weight": dwte}, "wpe": {"weight": dwpe}, "h": d_blocks, "ln_f": d_ln_f}
 
 

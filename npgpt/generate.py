@@ -61,7 +61,9 @@ from typing import Iterator, Mapping
 import numpy as np
 
 from .errors import InputError
-from .model import GPT2, ActivationCache, gpt2, log_softmax
+from .activations import ActivationCache
+from .forward import forward as gpt2
+from .model import log_softmax
 
 Logits = np.ndarray  # [n_vocab] or [batch, n_vocab]
 

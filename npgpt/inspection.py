@@ -48,7 +48,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .errors import InputError
-from .model import compute_dtype, layer_norm, log_softmax, softmax, unembed
+from .fast.model import unembed
+from .model import compute_dtype, layer_norm, log_softmax, softmax
 
 __all__ = [
     "token_labels", "residual_rows", "lens_logits", "logit_lens", "LogitLens",

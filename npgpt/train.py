@@ -55,7 +55,10 @@ from ._files import atomic_path, write_json
 from .backward import cross_entropy, cross_entropy_backward, gpt2_backward
 from .config import GPT2Config
 from .errors import ConfigError, InputError, WeightsError
-from .model import GPT2, gpt2, random_params
+from .activations import Tap
+from .forward import forward
+from .gpt2 import GPT2
+from .model import gpt2, random_params
 from .optim import AdamW, clip_grad_norm, lr_schedule
 from .weights import flatten, read_safetensors, unflatten
 
@@ -238,7 +241,7 @@ def loss_and_grads(params: dict, config: GPT2Config, inputs: np.ndarray, targets
     applied by hooks in the forward pass and to the gradients in the backward pass."""
     cache: dict = {}
     hooks = None if not dropout else {name: (lambda x, m=m: x * m) for name, m in dropout.items()}
-    logits = gpt2(inputs, params, config, cache=cache, hooks=hooks)  # [batch, n_seq, n_vocab], keeping activations
+    logits = gpt2(inputs, params, config, tap=Tap(hooks, cache))  # [batch, n_seq, n_vocab], keeping activations
     total, count = cross_entropy(logits, targets)
     dlogits = cross_entropy_backward(logits, targets, scale=1.0 / count)
     del logits
@@ -273,11 +276,11 @@ def evaluate(params: dict, config: GPT2Config, ids: np.ndarray, n_seq: int, batc
     for i in range(0, len(full), batch_size):  # whole windows, batch_size at a time
         idx = np.asarray(full[i : i + batch_size])[:, None] + np.arange(n_seq + 1)
         windows = ids[idx]  # [batch, n_seq + 1]
-        nats, n = cross_entropy(gpt2(windows[:, :-1], params, config), windows[:, 1:])
+        nats, n = cross_entropy(forward(windows[:, :-1], params, config), windows[:, 1:])
         total, count = total + nats, count + n
     if starts and starts[-1] + n_seq > n_targets:  # the last, shorter window
         window = ids[starts[-1] : n_targets + 1][None]
-        nats, n = cross_entropy(gpt2(window[:, :-1], params, config), window[:, 1:])
+        nats, n = cross_entropy(forward(window[:, :-1], params, config), window[:, 1:])
         total, count = total + nats, count + n
     return total, count
 

@@ -346,7 +346,7 @@ def load_folder(path: str | os.PathLike, dtype="float32", mmap: bool = True):
     weight matrix is widened to float32 just before it is used, so the arithmetic stays float32
     (see ``model.linear``) at the price of that widening on every forward pass.
     """
-    from .model import GPT2
+    from .gpt2 import GPT2
 
     dtype = _memory_dtype(dtype)
     folder = Path(path)

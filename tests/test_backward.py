@@ -18,6 +18,7 @@ import pytest
 import npgpt
 from npgpt import backward as B
 from npgpt import model as M
+from npgpt.activations import Tap
 from npgpt.optim import AdamW, clip_grad_norm, decays, lr_schedule
 from npgpt.weights import flatten, params_from_checkpoint
 
@@ -178,7 +179,7 @@ def test_attention_backward_with_causal_and_padding_mask(dtype):
     allowed = causal_padded_mask(rng, 2, 9)
     dq, dk, dv = autograd(lambda q, k, v: t_attention(q, k, v, allowed), [q, k, v], dz)
     cache = {}
-    M.attention(q, k, v, additive(allowed), cache=cache)
+    M.attention(q, k, v, additive(allowed), tap=Tap(cache=cache))
     ours = B.attention_backward(dz, q, k, v, cache["attn.pattern"])
     for name, a, b in zip("qkv", ours, (dq, dk, dv)):
         check(f"attention d{name}", a, b, dtype)
@@ -204,7 +205,7 @@ def test_mha_backward(dtype):
     flat = [x, p["c_attn"]["weight"], p["c_attn"]["bias"], p["c_proj"]["weight"], p["c_proj"]["bias"]]
     expected = autograd(lambda *t: t_mha(*t, n_head=4, allowed=allowed), flat, dy)
     cache = {}
-    M.mha(x, **p, n_head=4, mask=additive(allowed), cache=cache)
+    M.mha(x, **p, n_head=4, mask=additive(allowed), tap=Tap(cache=cache))
     dx, grads = B.mha_backward(dy, x, **p, n_head=4, cache=cache)
     ours = [dx, grads["c_attn"]["weight"], grads["c_attn"]["bias"], grads["c_proj"]["weight"], grads["c_proj"]["bias"]]
     for name, a, b in zip(["dx", "c_attn.weight", "c_attn.bias", "c_proj.weight", "c_proj.bias"], ours, expected):
@@ -212,15 +213,15 @@ def test_mha_backward(dtype):
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-def test_mlp_backward(dtype):
+def test_ffn_backward(dtype):
     rng = np.random.default_rng(8)
     p = _block_params(rng, 16, 64, dtype)["mlp"]
     x, dy = randn(rng, (2, 7, 16), dtype), randn(rng, (2, 7, 16), dtype)
     flat = [x, p["c_fc"]["weight"], p["c_fc"]["bias"], p["c_proj"]["weight"], p["c_proj"]["bias"]]
     expected = autograd(t_mlp, flat, dy)
     cache = {}
-    M.mlp(x, **p, cache=cache)
-    dx, grads = B.mlp_backward(dy, x, **p, cache=cache)
+    M.ffn(x, **p, tap=Tap(cache=cache))
+    dx, grads = B.ffn_backward(dy, x, **p, cache=cache)
     ours = [dx, grads["c_fc"]["weight"], grads["c_fc"]["bias"], grads["c_proj"]["weight"], grads["c_proj"]["bias"]]
     for name, a, b in zip(["dx", "c_fc.weight", "c_fc.bias", "c_proj.weight", "c_proj.bias"], ours, expected):
         check(f"mlp {name}", a, b, dtype)
@@ -244,7 +245,7 @@ def test_transformer_block_backward(dtype):
 
     expected = autograd(t_block, [x, *leaves], dy)
     cache = {}
-    M.transformer_block(x, **p, n_head=4, eps=1e-5, mask=additive(allowed), cache=cache)
+    M.transformer_block(x, **p, n_head=4, eps=1e-5, mask=additive(allowed), tap=Tap(cache=cache).block(0))
     dx, grads = B.transformer_block_backward(dy, **p, n_head=4, eps=1e-5, cache=cache)
     check("block dx", dx, expected[0], dtype)
     flat_grads = flatten(grads)
@@ -277,7 +278,7 @@ def test_cross_entropy_and_its_backward(dtype):
 def loss_and_grads(params, config, ids):
     """npgpt: mean next-token cross-entropy of ``ids`` and the gradient of every parameter."""
     cache = {}
-    logits = M.gpt2(ids[:, :-1], params, config, cache=cache)
+    logits = M.gpt2(ids[:, :-1], params, config, tap=Tap(cache=cache))
     total, count = B.cross_entropy(logits, ids[:, 1:])
     dlogits = B.cross_entropy_backward(logits, ids[:, 1:], scale=1.0 / count)
     return total / count, B.gpt2_backward(dlogits, ids[:, :-1], params, config, cache)

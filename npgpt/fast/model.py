@@ -1,0 +1,128 @@
+"""The forward pass of ``npgpt/model.py``, computed faster: same inputs, same numbers (to float
+rounding; ``tests/test_fast.py`` checks each function against its reference).
+
+What changes, and why it is faster:
+
+    gelu              x / (1 + exp(-2u)) in place: 0.5 (1 + tanh(u)) = sigmoid(2u), and NumPy's
+                      float32 exp is vectorised where tanh is not; one temporary instead of six
+    softmax           in place into the scores' memory (attention patterns are the largest arrays)
+    attention         q scaled before Q K^T (n_kv / d_head times fewer multiplications)
+    causal_attention  a long prompt's queries in blocks, each against only the keys up to its last
+                      query: every later key is masked anyway, so almost half the work is skipped
+                      and a block's scores stay in the CPU cache through the softmax
+    last_only         the last block computes one query and one MLP row when only the last
+                      position's logits are wanted (generation's prefill)
+    unembed           float16-held weights widened 8192 rows at a time, never a whole float32 copy
+
+Nothing is recorded and no hook runs here: ``npgpt/forward.py`` sends any call that wants to see
+or change activations to the reference.
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+from ..config import GPT2Config
+from ..model import causal_mask, embed, layer_norm, linear, merge_heads, pos_embed, positions, split_heads, token_masks
+
+ATTENTION_BLOCK = 128  # queries per block in causal_attention; longer prompts take that path
+UNEMBED_ROWS = 8192  # token rows of a float16 wte widened at a time
+
+
+def gelu(x: np.ndarray) -> np.ndarray:
+    """``model.gelu``: 0.5 x (1 + tanh(u)) written as x / (1 + exp(-2u)), computed in place on one new array."""
+    c = math.sqrt(2.0 / math.pi)
+    t = np.asarray(x * x)  # x^2 (asarray: a 0-d input gives a scalar, which has no `out=`)
+    t *= -2.0 * 0.044715 * c
+    t -= 2.0 * c
+    t *= x  # -2u = -2 * sqrt(2/pi) * (x + 0.044715 * x^3)
+    with np.errstate(over="ignore"):  # exp(-2u) = inf for x below about -10: x / inf = -0, the right limit
+        np.exp(t, out=t)
+    t += 1.0
+    return np.divide(x, t, out=t)  # x * sigmoid(2u)
+
+
+def softmax_(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``model.softmax`` computed in x's own memory (x is overwritten and returned)."""
+    x_max = np.max(x, axis=axis, keepdims=True)
+    x_max[~np.isfinite(x_max)] = 0.0  # a fully masked row: exp(-inf - 0) = 0 everywhere
+    x -= x_max
+    np.exp(x, out=x)
+    x *= 1.0 / np.maximum(np.sum(x, axis=axis, keepdims=True), np.finfo(x.dtype).tiny)  # one division per row
+    return x
+
+
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """``model.attention``: (Q / sqrt(d_head)) K^T is the same number as Q K^T / sqrt(d_head), and
+    q is n_kv / d_head times smaller than the scores; the softmax runs in the scores' memory."""
+    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.swapaxes(-1, -2)  # [batch, n_head, n_seq, n_kv]
+    scores += mask
+    return softmax_(scores) @ v  # [batch, n_head, n_seq, d_head]
+
+
+def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, block: int = ATTENTION_BLOCK) -> np.ndarray:
+    """``attention`` for ``block`` queries at a time, each block against the keys up to its last
+    query only (shapes as ``attention``; k and v hold the cached past first)."""
+    n_seq, n_kv = q.shape[2], k.shape[2]
+    n_past = n_kv - n_seq
+    z = np.empty(q.shape, dtype=np.result_type(q, v))  # [batch, n_head, n_seq, d_head]
+    for start in range(0, n_seq, block):
+        stop = min(start + block, n_seq)
+        seen = n_past + stop  # keys 0 .. seen-1: all any query of this block may look at
+        z[:, :, start:stop] = attention(q[:, :, start:stop], k[:, :, :seen], v[:, :, :seen], mask[:, :, start:stop, :seen])
+    return z
+
+
+def mha(x, c_attn, c_proj, n_head: int, mask: np.ndarray, kv=None, last_only: bool = False) -> np.ndarray:
+    """``model.mha``; with ``last_only``, keys and values for every position but one query, the last."""
+    q, k, v = (split_heads(t, n_head) for t in np.split(linear(x, **c_attn), 3, axis=-1))
+    if kv is not None:
+        k, v = kv.extend(k, v)  # [batch, n_head, n_kv, d_head]
+    if last_only:
+        q, mask = q[:, :, -1:], mask[:, :, -1:]  # [batch, n_head, 1, d_head], [batch, 1, 1, n_kv]
+    z = causal_attention(q, k, v, mask) if q.shape[2] > ATTENTION_BLOCK else attention(q, k, v, mask)
+    return linear(merge_heads(z), **c_proj)  # [batch, n_seq, n_embd]
+
+
+def ffn(x: np.ndarray, c_fc: dict, c_proj: dict) -> np.ndarray:
+    """``model.ffn`` with the in-place GELU."""
+    return linear(gelu(linear(x, **c_fc)), **c_proj)
+
+
+def transformer_block(x, ln_1, attn, ln_2, mlp, *, n_head: int, eps: float, mask, kv=None, last_only: bool = False):
+    """``model.transformer_block``; with ``last_only`` it returns the last position alone, [batch, 1, n_embd]."""
+    attn_out = mha(layer_norm(x, **ln_1, eps=eps), **attn, n_head=n_head, mask=mask, kv=kv, last_only=last_only)
+    x = (x[:, -1:] if last_only else x) + attn_out
+    return x + ffn(layer_norm(x, **ln_2, eps=eps), **mlp)
+
+
+def unembed(x: np.ndarray, wte: np.ndarray) -> np.ndarray:
+    """``model.unembed``; float16-held weights widened ``UNEMBED_ROWS`` token rows at a time, so
+    that no float32 copy of the whole matrix (a third of gpt2's weights) ever exists."""
+    if wte.dtype == x.dtype:
+        return x @ wte.T  # [..., n_embd] @ [n_embd, n_vocab] -> [..., n_vocab]
+    logits = np.empty((*x.shape[:-1], wte.shape[0]), dtype=x.dtype)
+    for start in range(0, wte.shape[0], UNEMBED_ROWS):
+        rows = wte[start : start + UNEMBED_ROWS]
+        logits[..., start : start + len(rows)] = x @ rows.astype(x.dtype).T
+    return logits
+
+
+def gpt2(ids: np.ndarray, params: dict, config: GPT2Config, *, attention_mask=None, kv_cache=None,
+         last_only: bool = False) -> np.ndarray:
+    """``model.gpt2`` without recording: the same logits."""
+    n_seq = ids.shape[1]
+    token_mask, full_mask = token_masks(ids, attention_mask, kv_cache)
+    mask = causal_mask(full_mask, n_seq)
+    x = embed(ids, params["wte"]["weight"]) + pos_embed(positions(full_mask, n_seq), params["wpe"]["weight"])
+    for layer, block in enumerate(params["h"]):
+        kv = kv_cache.layer(layer) if kv_cache is not None else None
+        last = last_only and layer == config.n_layer - 1  # the last block needs no other position's output
+        x = transformer_block(x, **block, n_head=config.n_head, eps=config.layer_norm_eps, mask=mask, kv=kv, last_only=last)
+    logits = unembed(layer_norm(x[:, -1:] if last_only else x, **params["ln_f"], eps=config.layer_norm_eps),
+                     params["wte"]["weight"])  # [batch, n_seq or 1, n_vocab]
+    if kv_cache is not None:
+        kv_cache.advance(token_mask)
+    return logits
