@@ -23,7 +23,9 @@ import json
 import os
 from dataclasses import dataclass
 
-from .errors import ConfigError
+import numpy as np
+
+from .errors import ConfigError, InputError
 
 
 @dataclass(frozen=True)
@@ -64,6 +66,18 @@ class GPT2Config:
         C, F = self.n_embd, self.d_mlp
         per_block = 2 * 2 * C + (C * 3 * C + 3 * C) + (C * C + C) + (C * F + F) + (F * C + C)
         return self.n_vocab * C + self.n_ctx * C + self.n_layer * per_block + 2 * C
+
+    @property
+    def eot_id(self) -> int:
+        """The id of ``<|endoftext|>``: the last token of every GPT-2 vocabulary (50256 in gpt2's)."""
+        return self.n_vocab - 1
+
+    def check_ids(self, ids, what: str = "token id") -> None:
+        """Refuse any id outside 0..n_vocab-1, naming the first one (the one check every entry point uses)."""
+        ids = np.asarray(ids)
+        if ids.size and (ids.min() < 0 or ids.max() >= self.n_vocab):
+            bad = ids[(ids < 0) | (ids >= self.n_vocab)].flat[0]
+            raise InputError(f"{what} {int(bad)} is outside the vocabulary (0..{self.n_vocab - 1})")
 
     def replace(self, **changes) -> "GPT2Config":
         return dataclasses.replace(self, **changes)

@@ -90,10 +90,7 @@ class GPT2:
             raise InputError(f"token ids must have shape [n_seq] or [batch, n_seq], got {ids.shape}")
         if ids.shape[1] == 0:
             raise InputError("no tokens given: the model needs at least one token id")
-        n_vocab = self.config.n_vocab
-        if ids.min() < 0 or ids.max() >= n_vocab:
-            bad = ids[(ids < 0) | (ids >= n_vocab)][0]
-            raise InputError(f"token id {int(bad)} is outside the vocabulary (0..{n_vocab - 1})")
+        self.config.check_ids(ids)
         n_past = 0
         if kv_cache is not None:
             if kv_cache.batch != ids.shape[0]:
