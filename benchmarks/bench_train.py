@@ -51,8 +51,8 @@ def build(config, attn: str):
 
 
 def npgpt_stepper(hf, config, lr=1e-3):
-    from npgpt.optim import AdamW
-    from npgpt.train import train_step
+    from npgpt.training.optim import AdamW
+    from npgpt.training import train_step
     from npgpt.weights import flatten, params_from_checkpoint
 
     params = params_from_checkpoint({k: v.detach().numpy() for k, v in hf.state_dict().items()}, config, "hf")

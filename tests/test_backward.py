@@ -1,4 +1,4 @@
-"""The backward pass (npgpt/backward.py) and the optimiser (npgpt/optim.py) against PyTorch.
+"""The backward pass (npgpt/training/backward.py) and the optimiser (npgpt/training/optim.py) against PyTorch.
 
 Every ``<forward>_backward`` is compared with ``torch.autograd`` on random inputs through the same
 computation written in torch, in float64 (relative error <= 1e-6) and float32 (<= 1e-4), where
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 
 import npgpt
-from npgpt import backward as B
+from npgpt.training import backward as B
 from npgpt import model as M
 from npgpt.activations import Tap
-from npgpt.optim import AdamW, clip_grad_norm, decays, lr_schedule
+from npgpt.training.optim import AdamW, clip_grad_norm, decays, lr_schedule
 from npgpt.weights import flatten, params_from_checkpoint
 
 torch = pytest.importorskip("torch")
@@ -315,7 +315,7 @@ def test_whole_model_gradients_with_dropout_match_transformers(dtype):
     three dropout places (``transformer.drop`` and each block's two ``resid_dropout``s) give the
     same loss and gradients."""
     from conftest import hf_gpt2
-    from npgpt.train import dropout_masks, loss_and_grads as train_loss_and_grads
+    from npgpt.training import dropout_masks, loss_and_grads as train_loss_and_grads
 
     config = npgpt.GPT2Config(n_vocab=97, n_ctx=32, n_embd=48, n_head=4, n_layer=3)
     hf = hf_gpt2(config, seed=3).to(torch.float64 if dtype == np.float64 else torch.float32)

@@ -1,4 +1,4 @@
-"""Learning BPE merges (npgpt/bpe_train.py): a hand-worked case, a slow obvious reference, the
+"""Learning BPE merges (npgpt/training/bpe.py): a hand-worked case, a slow obvious reference, the
 saved files loading in npgpt.Tokenizer and in Hugging Face ``tokenizers`` with identical ids."""
 
 from __future__ import annotations
@@ -9,7 +9,7 @@ from collections import Counter
 import numpy as np
 import pytest
 
-from npgpt.bpe_train import build_vocab, count_pieces, learn_merges, learn_tokenizer, learn_tokenizer_from_file, merge_pair
+from npgpt.training.bpe import build_vocab, count_pieces, learn_merges, learn_tokenizer, learn_tokenizer_from_file, merge_pair
 from npgpt.errors import InputError
 from npgpt.tokenizer import ENDOFTEXT, Tokenizer, bytes_to_unicode, pretokenize, to_byte_chars
 

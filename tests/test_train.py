@@ -1,4 +1,4 @@
-"""Training (npgpt/train.py), its commands (train, finetune, data) and the bundled Shakespeare model.
+"""Training (npgpt/training/), its commands (train, finetune, data) and the bundled Shakespeare model.
 
 Everything trains tiny models on a text made up here, for a few dozen steps: the loss must fall,
 a resumed run must end bit-identical to an uninterrupted one, and the output must be a model
@@ -16,10 +16,10 @@ import pytest
 
 import npgpt
 import npgpt.cli
-from npgpt.backward import cross_entropy
+from npgpt.training.backward import cross_entropy
 from npgpt.errors import InputError, NpgptError
 from npgpt.model import gpt2
-from npgpt.train import (
+from npgpt.training import (
     TrainSettings,
     encode_dataset,
     evaluate,
@@ -279,7 +279,7 @@ def test_data_command_downloads_checks_and_keeps(monkeypatch, tmp_path, capsys):
     import hashlib
     import urllib.request
 
-    from npgpt import data
+    from npgpt.training import data
 
     body = b"First Citizen:\nBefore we proceed any further, hear me speak.\n"
     calls = []
@@ -317,7 +317,7 @@ def test_data_download_failure_says_what_to_do(monkeypatch, tmp_path):
     import urllib.error
     import urllib.request
 
-    from npgpt import data
+    from npgpt.training import data
 
     def offline(url, timeout=None):
         raise urllib.error.URLError("no network")

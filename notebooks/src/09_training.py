@@ -29,10 +29,10 @@ import matplotlib.pyplot as plt
 import numpy as np
 
 import npgpt
-from npgpt.backward import cross_entropy, cross_entropy_backward, gpt2_backward
-from npgpt.bpe_train import learn_merges, learn_tokenizer
+from npgpt.training.backward import cross_entropy, cross_entropy_backward, gpt2_backward
+from npgpt.training.bpe import learn_merges, learn_tokenizer
 from npgpt.model import gpt2
-from npgpt.train import TrainSettings, encode_dataset, sample_text, split_text, train
+from npgpt.training import TrainSettings, encode_dataset, sample_text, split_text, train
 
 
 def load_text() -> tuple[str, str]:
@@ -41,7 +41,7 @@ def load_text() -> tuple[str, str]:
         if path.is_file():
             return path.read_text(encoding="utf-8"), str(path)
     try:
-        from npgpt.data import download
+        from npgpt.training.data import download
 
         path = download("tinyshakespeare", Path("../data/tinyshakespeare.txt"), timeout=10)
         return path.read_text(encoding="utf-8"), str(path)
@@ -217,7 +217,7 @@ modern = "\n".join(
     f"Q: What is {a} plus {b}?\nA: {a} plus {b} is {a + b}.\n" for a in range(1, 40) for b in range(1, 12)
 )
 bundled = npgpt.load("shakespeare")
-tuned = npgpt.GPT2(config=bundled.config, params=npgpt.train._copy_params(bundled.params),
+tuned = npgpt.GPT2(config=bundled.config, params=npgpt.training.copy_params(bundled.params),
                    tokenizer=bundled.tokenizer, name="shakespeare-arithmetic")
 ft_data = encode_dataset(modern, tuned.tokenizer, 0.1)
 ft_settings = TrainSettings(steps=60, batch_size=8, n_seq=64, lr=1e-3, min_lr=1e-4, warmup_steps=5,

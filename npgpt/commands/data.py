@@ -13,7 +13,7 @@ examples:
 
 
 def register(subparsers) -> None:
-    from ..data import DATASETS
+    from ..training.data import DATASETS
 
     parser = subparsers.add_parser(
         "data",
@@ -30,7 +30,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..data import download
+    from ..training.data import download
 
     path = download(args.name, args.out, force=args.force)
     print(f"{path} ({path.stat().st_size:,} bytes)")

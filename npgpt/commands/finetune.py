@@ -16,7 +16,7 @@ examples:
 
 
 def register(subparsers) -> None:
-    from ..train import FINETUNE_SETTINGS as defaults
+    from ..training import FINETUNE_SETTINGS as defaults
 
     parser = subparsers.add_parser(
         "finetune",
@@ -33,7 +33,7 @@ def register(subparsers) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import FINETUNE_SETTINGS, finetune
+    from ..training import FINETUNE_SETTINGS, finetune
 
     out = args.out or str(Path("weights") / f"{Path(args.model).name}-finetuned")
     settings = settings_from_args(args, FINETUNE_SETTINGS)

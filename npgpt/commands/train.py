@@ -26,7 +26,7 @@ is rewritten at every evaluation; checkpoints go to OUT-checkpoint unless --chec
 
 
 def register(subparsers) -> None:
-    from ..train import DEFAULT_CONFIG
+    from ..training import DEFAULT_CONFIG
 
     parser = subparsers.add_parser(
         "train",
@@ -51,7 +51,7 @@ def register(subparsers) -> None:
 
 def add_training_arguments(parser, defaults=None) -> None:
     """The hyper-parameter and run-control flags of ``train`` and ``finetune``."""
-    from ..train import TrainSettings
+    from ..training import TrainSettings
 
     d = defaults or TrainSettings()
     g = parser.add_argument_group("training")
@@ -88,7 +88,7 @@ def settings_from_args(args, base):
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..train import DEFAULT_CONFIG, TrainSettings, pretrain
+    from ..training import DEFAULT_CONFIG, TrainSettings, pretrain
 
     config = PRESETS[args.preset].replace(n_vocab=DEFAULT_CONFIG.n_vocab, n_ctx=DEFAULT_CONFIG.n_ctx) if args.preset else DEFAULT_CONFIG
     shape = {"n_layer": args.n_layer, "n_embd": args.n_embd, "n_head": args.n_head, "n_ctx": args.n_ctx, "n_vocab": args.vocab_size}
@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def report(result, out) -> None:
-    from ..train import format_duration
+    from ..training import format_duration
 
     print(
         f"{out}: validation loss {result.val_loss:.4f} nats/token, {result.val_nats_per_char:.4f} nats/char; "

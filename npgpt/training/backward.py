@@ -31,8 +31,8 @@ import math
 
 import numpy as np
 
-from .config import GPT2Config
-from .model import merge_heads, positions, softmax, split_heads, token_masks
+from ..config import GPT2Config
+from ..model import merge_heads, positions, softmax, split_heads, token_masks
 
 _SQRT_2_OVER_PI = math.sqrt(2.0 / math.pi)
 

@@ -39,8 +39,8 @@ import os
 from collections import Counter, defaultdict
 from typing import Callable
 
-from .errors import InputError
-from .tokenizer import ENDOFTEXT, Tokenizer, bytes_to_unicode, pretokenize, to_byte_chars
+from ..errors import InputError
+from ..tokenizer import ENDOFTEXT, Tokenizer, bytes_to_unicode, pretokenize, to_byte_chars
 
 Pair = tuple[str, str]
 

@@ -1,0 +1,102 @@
+"""The settings of a training run: ``TrainSettings`` (hyper-parameters and run control), the
+bundled model's shape, and fine-tuning's defaults.
+
+Leaves out: the loop itself (``npgpt/training/loop.py``).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from dataclasses import dataclass
+
+from ..config import GPT2Config
+from ..errors import ConfigError
+
+
+@dataclass(frozen=True)
+class TrainSettings:
+    """The hyper-parameters of one training run (defaults: the bundled Shakespeare model's recipe).
+
+    ==================  =====================================================================
+    steps               optimiser steps in the whole run
+    batch_size          windows per step; a step sees batch_size * n_seq tokens
+    n_seq               tokens per window (None: the model's n_ctx)
+    lr, min_lr          peak learning rate, and where the cosine decay ends
+    warmup_steps        steps of linear warm-up from 0 to lr
+    weight_decay        AdamW's decoupled decay of the weight matrices
+    beta1, beta2        AdamW's averaging rates of the gradient and of its square
+    grad_clip           largest global gradient norm (0: no clipping)
+    eval_interval       steps between validation evaluations (and checkpoints)
+    eval_tokens         validation tokens per periodic evaluation (None: all; the final one uses all)
+    sample_interval     steps between samples (0: none)
+    sample_tokens       tokens per sample
+    sample_prompt       what samples start from
+    seed                initial weights, batch order and samples all derive from it
+    val_fraction        the share of the text, at its end, held out for validation
+    dropout             probability of zeroing each element of the embeddings' sum and of every
+                        attention and MLP output during training (GPT-2's embd and resid dropout)
+    repeat_fraction     share of each batch's windows in which a span of random tokens is written
+                        twice in a row: only copying the first span predicts the second, which
+                        teaches the model induction heads early (see ``repeat_spans``)
+    ==================  =====================================================================
+    """
+
+    steps: int = 1200
+    batch_size: int = 12
+    n_seq: int | None = None
+    lr: float = 2e-3
+    min_lr: float = 2e-4
+    warmup_steps: int = 50
+    weight_decay: float = 0.1
+    beta1: float = 0.9
+    beta2: float = 0.99
+    grad_clip: float = 1.0
+    eval_interval: int = 100
+    eval_tokens: int | None = None
+    sample_interval: int = 200
+    sample_tokens: int = 64
+    sample_prompt: str = "\n"
+    seed: int = 0
+    val_fraction: float = 0.1
+    dropout: float = 0.0
+    repeat_fraction: float = 0.0
+
+    def __post_init__(self):
+        positive = ["steps", "batch_size", "eval_interval"]
+        for name in positive:
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+                raise ConfigError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("warmup_steps", "sample_interval", "sample_tokens", "seed"):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value < 0:
+                raise ConfigError(f"{name} must be an integer >= 0, got {value!r}")
+        if self.n_seq is not None and (not isinstance(self.n_seq, int) or self.n_seq < 1):
+            raise ConfigError(f"n_seq must be a positive integer or None, got {self.n_seq!r}")
+        if self.eval_tokens is not None and (not isinstance(self.eval_tokens, int) or self.eval_tokens < 1):
+            raise ConfigError(f"eval_tokens must be a positive integer or None, got {self.eval_tokens!r}")
+        if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
+            raise ConfigError(f"need lr > 0 and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
+        if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
+            raise ConfigError(f"beta1 and beta2 must be in [0, 1), got {self.beta1}, {self.beta2}")
+        if self.weight_decay < 0 or self.grad_clip < 0:
+            raise ConfigError("weight_decay and grad_clip must be >= 0")
+        if not 0 < self.val_fraction < 1:
+            raise ConfigError(f"val_fraction must be between 0 and 1 (e.g. 0.1), got {self.val_fraction}")
+        if not 0 <= self.dropout < 1:
+            raise ConfigError(f"dropout must be in [0, 1) (e.g. 0.1), got {self.dropout}")
+        if not 0 <= self.repeat_fraction <= 1:
+            raise ConfigError(f"repeat_fraction must be in [0, 1], got {self.repeat_fraction}")
+
+    def replace(self, **changes) -> "TrainSettings":
+        return dataclasses.replace(self, **changes)
+
+
+DEFAULT_CONFIG = GPT2Config(n_vocab=1024, n_ctx=256, n_embd=192, n_head=6, n_layer=4)  # the bundled model's shape
+
+
+# Fine-tuning's defaults: a small learning rate, no weight decay, a short run, 4 windows of 256
+# tokens per step (with gpt2's 50257-token vocabulary, the logits of one step take 200 MB).
+FINETUNE_SETTINGS = TrainSettings(steps=200, batch_size=4, n_seq=256, lr=1e-4, min_lr=1e-5, warmup_steps=20, weight_decay=0.0,
+                                  beta2=0.999, eval_interval=50, sample_interval=100)
