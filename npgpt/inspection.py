@@ -8,6 +8,7 @@ and the model's parameters, and returns plain arrays in small frozen dataclasses
     logits, cache = model.run_with_cache(ids)
     lens = logit_lens(model, cache, k=5)             # top tokens of every layer's residual stream
     scores = head_scores(cache, ids)                 # entropy, previous/first-token, induction
+    probe = copying_probe(model)                     # random tokens repeated: copy loss, induction
     dla = direct_logit_attribution(model, cache, target=ids_of_next_token)
     ablation = head_ablation(model, ids, layer=1, head=3)
 
@@ -53,7 +54,8 @@ from .model import compute_dtype, layer_norm, log_softmax, softmax
 
 __all__ = [
     "token_labels", "residual_rows", "lens_logits", "logit_lens", "LogitLens",
-    "attention_entropy", "head_scores", "HeadScores", "repeated_random_tokens",
+    "attention_entropy", "head_scores", "HeadScores", "repeated_random_tokens", "mean_head_scores",
+    "text_windows", "copying_probe", "CopyingProbe", "best_head",
     "direct_logit_attribution", "LogitAttribution",
     "ablation_hooks", "head_ablation", "HeadAblation", "ablation_scan",
     "residual_norms", "attention_flow", "AttentionFlow", "positional_embedding",
@@ -303,6 +305,96 @@ def head_scores(cache, ids=None) -> HeadScores:
             mass = np.sum(patterns * target, axis=-1)  # [n_layer, n_head, n_seq]
             induction = mass[..., has].mean(axis=-1)
     return HeadScores(entropy, previous, first, induction)
+
+
+def mean_head_scores(model, sequences) -> HeadScores:
+    """``head_scores`` averaged over several sequences (each [n_seq] token ids; NaN scores, such as
+    the induction score of a sequence with no repeated token, are left out of the mean)."""
+    runs = []
+    for ids in sequences:
+        ids = np.asarray(ids)
+        _, cache = model.run_with_cache(ids)
+        runs.append(head_scores(cache, ids))
+    if not runs:
+        raise InputError("no sequences given: pass at least one array of token ids")
+    with np.errstate(all="ignore"), _nan_mean_quietly():
+        return HeadScores(*(np.nanmean(np.stack([getattr(r, f) for r in runs]), axis=0) for f in HeadScores.__dataclass_fields__))
+
+
+def text_windows(model, text: str, n_seq: int | None = None, count: int = 8) -> list[np.ndarray]:
+    """Up to ``count`` consecutive windows of ``n_seq`` tokens (default: the context) of ``text``."""
+    n_seq = min(n_seq or model.config.n_ctx, model.config.n_ctx)
+    ids = np.asarray(model.tokenizer.encode_ordinary(text))
+    windows = [ids[i : i + n_seq] for i in range(0, len(ids) - n_seq + 1, n_seq)][:count]
+    return windows or [ids[: model.config.n_ctx]]
+
+
+@dataclass(frozen=True)
+class CopyingProbe:
+    """A model on random tokens repeated twice: per-token losses and the heads' scores.
+
+    losses: [n_probe, 2 * length - 1], nats of each next-token prediction (position i predicts
+    token i + 1); the first copy's tokens are unpredictable (about log n_vocab), the second
+    copy's are predictable only by copying. scores: ``HeadScores`` averaged over the probes.
+    """
+
+    ids: np.ndarray  # [n_probe, 2 * length]
+    losses: np.ndarray
+    scores: HeadScores
+
+    @property
+    def length(self) -> int:
+        return self.ids.shape[1] // 2
+
+    @property
+    def first_copy_loss(self) -> float:
+        """Mean loss of predicting the first copy's tokens 1..length-1 (token 0 has no context)."""
+        return float(self.losses[:, : self.length - 1].mean())
+
+    @property
+    def second_copy_loss(self) -> float:
+        """Mean loss of predicting the second copy's tokens 1..length-1 (its token 0 follows the
+        first copy's end, which predicts nothing)."""
+        return float(self.losses[:, self.length :].mean())
+
+    @property
+    def ratio(self) -> float:
+        """second / first copy loss: 1 for a model that cannot copy, near 0 for one that copies well."""
+        return self.second_copy_loss / self.first_copy_loss
+
+
+def copying_probe(model, length: int = 50, n_probe: int = 4, seed: int = 0, hooks=None) -> CopyingProbe:
+    """Random tokens repeated twice (``repeated_random_tokens``), ``n_probe`` of them, through the
+    model (with ``hooks``, e.g. ``ablation_hooks``, to see what breaks copying)."""
+    rng = np.random.default_rng(seed)
+    ids = np.stack([repeated_random_tokens(model.config.n_vocab, length, 2, seed=rng) for _ in range(n_probe)])
+    losses, runs = [], []
+    for row in ids:
+        logits, cache = model.run_with_cache(row, hooks=hooks)
+        losses.append(-log_softmax(logits[:-1])[np.arange(len(row) - 1), row[1:]])
+        runs.append(head_scores(cache, row))
+    scores = HeadScores(*(np.mean(np.stack([getattr(r, f) for r in runs]), axis=0) for f in HeadScores.__dataclass_fields__))
+    return CopyingProbe(ids, np.stack(losses), scores)
+
+
+def best_head(values: np.ndarray) -> tuple[int, int]:
+    """(layer, head) of the largest value of a [n_layer, n_head] array of scores."""
+    layer, head = np.unravel_index(int(np.nanargmax(values)), values.shape)
+    return int(layer), int(head)
+
+
+class _nan_mean_quietly:
+    """Silence numpy's "Mean of empty slice" warning for all-NaN entries (they stay NaN)."""
+
+    def __enter__(self):
+        import warnings
+
+        self._catch = warnings.catch_warnings()
+        self._catch.__enter__()
+        warnings.simplefilter("ignore", RuntimeWarning)
+
+    def __exit__(self, *exc):
+        return self._catch.__exit__(*exc)
 
 
 @dataclass(frozen=True)

@@ -273,3 +273,52 @@ def test_a_model_held_in_float16_is_inspected_in_float32(tmp_path):
     assert abs(dla16.total() - dla16.logit) < 1e-4
     assert I.positional_embedding(held).dtype == np.float32
     np.testing.assert_array_equal(I.positional_embedding(held), I.positional_embedding(wide))
+
+
+# ---- probes: head scores over text, copying -----------------------------------------------------
+
+
+class _Copier:
+    """A stand-in model: at a token seen before it predicts (and attends to) the token that followed
+    that earlier occurrence; elsewhere it is uniform and attends to itself."""
+
+    config = npgpt.GPT2Config(n_vocab=1000, n_ctx=64, n_embd=8, n_head=1, n_layer=1)
+
+    def __init__(self, copies: bool = True):
+        self.copies = copies
+
+    def run_with_cache(self, ids, hooks=None):
+        n = len(ids)
+        logits, pattern = np.zeros((n, 1000)), np.eye(n)
+        for i in range(n):
+            earlier = [j for j in range(i - 1) if ids[j] == ids[i]]
+            if earlier and self.copies:
+                logits[i, ids[earlier[-1] + 1]] = 30.0
+                pattern[i] = 0.0
+                pattern[i, earlier[-1] + 1] = 1.0
+        return logits, _fake_cache(pattern[None, None])
+
+
+def test_copying_probe_losses_and_ratio_on_a_perfect_and_a_blind_copier():
+    probe = I.copying_probe(_Copier(), length=20, n_probe=3, seed=1)
+    assert probe.ids.shape == (3, 40) and probe.losses.shape == (3, 39) and probe.length == 20
+    assert np.array_equal(probe.ids[:, :20], probe.ids[:, 20:])
+    uniform = np.log(1000)
+    assert abs(probe.first_copy_loss - uniform) < 0.05  # a copier cannot predict new random tokens
+    assert probe.second_copy_loss < 1e-6 and probe.ratio < 1e-6  # but predicts every repeated one
+    assert probe.scores.induction[0, 0] == pytest.approx(1.0)
+    blind = I.copying_probe(_Copier(copies=False), length=20, n_probe=3, seed=1)
+    assert blind.ratio == pytest.approx(1.0) and blind.scores.induction[0, 0] == pytest.approx(0.0)
+
+
+def test_mean_head_scores_averages_runs_and_finds_the_best_head(model):
+    windows = [np.arange(10, 30), np.arange(40, 60)]
+    mean = I.mean_head_scores(model, windows)
+    each = [I.head_scores(model.run_with_cache(w)[1], w) for w in windows]
+    np.testing.assert_allclose(mean.previous_token, (each[0].previous_token + each[1].previous_token) / 2)
+    assert np.all(np.isnan(mean.induction))  # no token repeats in either window
+    scores = np.zeros((3, 4))
+    scores[2, 1] = 0.7
+    assert I.best_head(scores) == (2, 1)
+    with pytest.raises(InputError, match="no sequences"):
+        I.mean_head_scores(model, [])

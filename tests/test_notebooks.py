@@ -40,6 +40,38 @@ def test_notebook_matches_its_source_and_has_outputs(notebook):
     assert not any(o.get("output_type") == "error" for c in code for o in c.outputs)
 
 
+FIGURE_TEXT = re.compile(r"<(?:matplotlib\.figure\.)?Figure size [\d.]+x[\d.]+ with \d+ Axes>")
+
+
+def figures_without_pictures(nb) -> list[str]:
+    """Outputs that hold a figure's text (``<Figure size ... with N Axes>``) but no image: what a
+    reader sees when a Figure was returned and never drawn."""
+    missing = []
+    for index, cell in enumerate(nb.cells):
+        for output in cell.get("outputs", []) if cell.cell_type == "code" else []:
+            data = output.get("data", {})
+            text = data.get("text/plain", "") if output.get("output_type") != "stream" else output.get("text", "")
+            text = "".join(text) if isinstance(text, list) else text
+            if FIGURE_TEXT.search(text) and not any(k.startswith("image/") for k in data):
+                missing.append(f"cell {index}: {text.strip()[:60]}")
+    return missing
+
+
+def test_the_figure_check_finds_a_figure_without_its_picture():
+    nb = nbformat.v4.new_notebook()
+    nb.cells = [nbformat.v4.new_code_cell("viz.attention_grid(cache)")]
+    nb.cells[0].outputs = [nbformat.v4.new_output("execute_result", {"text/plain": "<Figure size 876x594 with 25 Axes>"})]
+    assert figures_without_pictures(nb) == ["cell 0: <Figure size 876x594 with 25 Axes>"]
+    nb.cells[0].outputs[0]["data"]["image/png"] = "iVBORw0KGgo="
+    assert figures_without_pictures(nb) == []
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_stored_figure_has_its_picture(notebook):
+    nb = nbformat.read(notebook, as_version=4)
+    assert figures_without_pictures(nb) == [], f"{notebook.name}: figures stored as text only"
+
+
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_uses_public_api_only(notebook):
     nb = nbformat.read(notebook, as_version=4)
@@ -57,4 +89,5 @@ def test_notebook_executes_without_error(notebook, tmp_path, monkeypatch):
     nb = nbformat.read(notebook, as_version=4)
     client = nbclient.NotebookClient(nb, timeout=600, kernel_name="python3", resources={"metadata": {"path": str(tmp_path)}})
     client.execute()  # raises CellExecutionError, naming the cell, on any error
+    assert figures_without_pictures(nb) == []  # pictures appear without pyplot or a magic
     assert any(o.get("output_type") in ("stream", "display_data", "execute_result") for c in nb.cells if c.cell_type == "code" for o in c.outputs)

@@ -19,8 +19,11 @@
 | ``attention_flow`` | one token's attention rollout across layers | an ``AttentionFlow`` or flow + mixing arrays |
 | ``logit_attribution`` | direct logit attribution of heads, MLPs, embeddings | a ``LogitAttribution`` or arrays |
 
-Figures are made with ``matplotlib.figure.Figure``, not pyplot: no global state, nothing to
-close, any backend (tests use Agg). In a notebook a returned Figure displays itself.
+Figures are ``viz.plots.Figure``, a ``matplotlib.figure.Figure`` made without pyplot: no global
+state, nothing to close, any backend (tests use Agg). It shows itself as a picture wherever
+IPython displays it (JupyterLab, an executed notebook, a Qt console) through ``_repr_png_``,
+without pyplot, ``%matplotlib inline`` or any other setup; a bare matplotlib Figure would only
+print ``<Figure size ...>`` there until pyplot's inline backend is loaded.
 
 Token labels go through ``viz.labels.token_label`` (spaces as "·", newlines as "⏎"), and tick
 labels are thinned to what fits (``tick_step``), so a 1024-token heatmap stays readable; when
@@ -37,7 +40,7 @@ from pathlib import Path
 
 import numpy as np
 from matplotlib.colors import Normalize, PowerNorm, TwoSlopeNorm
-from matplotlib.figure import Figure
+import matplotlib.figure
 from matplotlib.ticker import MaxNLocator
 
 from npgpt._files import atomic_write
@@ -48,10 +51,23 @@ from .labels import thinned, tick_step, token_labels
 __all__ = [
     "attention_heatmap", "attention_grid", "head_heatmap", "attention_entropy", "residual_norms",
     "mlp_activations", "logit_lens", "next_token_distribution", "positional_embedding",
-    "attention_flow", "logit_attribution", "layer_patterns", "save", "FORMATS",
+    "attention_flow", "logit_attribution", "layer_patterns", "save", "FORMATS", "Figure",
 ]
 
 FORMATS = (".png", ".svg", ".pdf")
+NOTEBOOK_DPI = 100  # pixels per inch of the picture a notebook stores
+
+
+class Figure(matplotlib.figure.Figure):
+    """A matplotlib Figure that displays itself as a PNG in Jupyter (``_repr_png_``), with no
+    pyplot and no inline backend needed. Everything else is matplotlib's Figure."""
+
+    def _repr_png_(self) -> bytes:
+        import io
+
+        buffer = io.BytesIO()
+        self.savefig(buffer, format="png", dpi=NOTEBOOK_DPI)
+        return buffer.getvalue()
 TICK_FONT = 7.0  # points
 ATTENTION_CMAP = "Blues"  # 0 is white, so the masked (future) half of a causal pattern is blank
 DIVERGING_CMAP = "RdBu_r"
