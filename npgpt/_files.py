@@ -2,20 +2,24 @@
 
 Every file npgpt writes (configs, weights, tokenizer files, checkpoints, plots, HTML views,
 downloads) goes through ``atomic_path``, so an interrupted or failed write never leaves half a
-file under the real name, and never leaves the temporary file behind.
+file under the real name, and never leaves the temporary file behind. A whole folder (a converted
+model) is built under a temporary name and put in place by ``replace_folder``. Before a large
+write, ``check_disk_space`` says how much is missing rather than failing halfway.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import shutil
 import tempfile
+import uuid
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
 from typing import IO
 
-from .errors import InputError
+from .errors import InputError, WeightsError
 
 
 @contextmanager
@@ -57,6 +61,33 @@ def write_text(path: str | os.PathLike, text: str) -> Path:
 def write_json(path: str | os.PathLike, obj, indent: int = 2) -> Path:
     """``obj`` as indented JSON with a final newline, all or nothing."""
     return write_text(path, json.dumps(obj, indent=indent) + "\n")
+
+
+def replace_folder(new: Path, folder: Path) -> None:
+    """Put ``new`` where ``folder`` is: two renames, so readers see the old or the new folder, whole."""
+    old = None
+    if folder.exists():
+        old = folder.parent / f".{folder.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        os.rename(folder, old)
+    os.rename(new, folder)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+def check_disk_space(folder: Path, needed: int, what: str) -> None:
+    """Raise ``WeightsError`` unless ``folder``'s disk has ``needed`` bytes free for ``what``."""
+    free = shutil.disk_usage(folder).free
+    if free < needed:
+        raise WeightsError(f"{what} needs {human_size(needed)} but only {human_size(free)} is free in {folder}; free some space")
+
+
+def human_size(n: float) -> str:
+    """Bytes for people: ``human_size(498_000_000) == "498.0 MB"`` (powers of 1000)."""
+    for unit in ("B", "kB", "MB", "GB"):
+        if n < 1000 or unit == "GB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1000
+    return f"{n:.1f} TB"
 
 
 def _umask() -> int:

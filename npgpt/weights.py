@@ -13,7 +13,12 @@ Checkpoint quirks, each handled here:
   when present it must equal ``wte.weight``.
 - ``attn.bias`` (the causal mask as a [1, 1, n_ctx, n_ctx] buffer) and ``attn.masked_bias`` are not
   parameters; older checkpoints store them, and they are ignored.
-- Only safetensors are read: a pickled ``pytorch_model.bin`` can run arbitrary code when loaded.
+- Only safetensors are read: a pickled ``pytorch_model.bin`` can run arbitrary code when loaded
+  (``pickle_refused`` is the one error that says so, and how to convert it).
+
+``normalize_checkpoint`` handles these quirks, once, for every path into npgpt: loading a folder
+here, and converting a Hub checkpoint (``npgpt/hub/convert.py``), which then writes the canonical
+names with ``write_safetensors``, the one safetensors writer (``save_folder`` uses it too).
 
 The safetensors format is simple enough to read by hand, and doing so lets a folder load without
 copying: ``open_safetensors`` maps the file into memory and every tensor is a NumPy view into the
@@ -30,8 +35,9 @@ Every offset and size is checked against the file's length before a single view 
 truncated file is an error, not a crash. Tensors stored as float16 or bfloat16 are converted to
 the requested dtype (float32) at load, so the math always runs in float32.
 
-Leaves out: downloading and converting Hub checkpoints (``npgpt/hub.py``, which also merges
-sharded checkpoints into one file); writing anything but the float dtypes GPT-2 uses.
+Leaves out: model names, downloading and converting Hub checkpoints (``npgpt/hub/``, which turns a
+name into a model folder and merges sharded checkpoints into one file); writing anything but the
+float dtypes GPT-2 uses.
 """
 
 from __future__ import annotations
@@ -41,6 +47,7 @@ import mmap as mmap_module
 import os
 import re
 from collections.abc import Callable, Mapping
+from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import numpy as np
@@ -51,6 +58,7 @@ from .errors import ConfigError, ModelNotFoundError, WeightsError
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json")  # never read: see pickle_refused
 
 _IGNORED = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")
 
@@ -266,8 +274,8 @@ def write_safetensors(
 
     ``dtype`` (e.g. np.float16) converts every tensor as it is written; None keeps each one's own
     (float64/32/16 only). Values that overflow the target dtype are an error, not a silent inf.
-    The file is written under a temporary name, flushed to disk, then renamed into place, so
-    ``path`` is either the old file or the complete new one. ``on_tensor(name, nbytes)`` is called
+    The file is written under a temporary name, flushed to disk, then renamed into place
+    (``_files.atomic_path``), so ``path`` is either the old file or the complete new one. ``on_tensor(name, nbytes)`` is called
     after each tensor (for a progress bar). ``prepare(name, value)``, if given, is applied to each
     value just before it is written and must keep its shape (e.g. widening bfloat16 bit patterns
     with ``bf16_to_f32``, so that only one tensor at a time is ever widened).
@@ -286,50 +294,82 @@ def write_safetensors(
         offset += nbytes
     blob = json.dumps(header, separators=(",", ":")).encode("utf-8")
     blob += b" " * (-(8 + len(blob)) % 8)  # pad so the data starts 8-byte aligned
-    tmp = f"{path}.tmp{os.getpid()}"
-    try:
-        with open(tmp, "wb") as f:
-            f.write(len(blob).to_bytes(8, "little"))
-            f.write(blob)
-            for name, value, out_dtype in plan:
-                if prepare is not None:
-                    value = prepare(name, value)
-                with np.errstate(over="ignore"):  # overflow is checked just below, with a clear message
-                    array = np.ascontiguousarray(value, dtype=out_dtype)  # one tensor converted at a time
-                if out_dtype.itemsize < np.dtype(value.dtype).itemsize and not np.array_equal(
-                    np.isfinite(array), np.isfinite(value)
-                ):
-                    raise WeightsError(
-                        f"tensor {name} has values outside the range of {out_dtype}; store this model as float32"
-                    )
-                f.write(array.data)
-                if on_tensor is not None:
-                    on_tensor(name, array.nbytes)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.remove(tmp)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        f.write(len(blob).to_bytes(8, "little"))
+        f.write(blob)
+        for name, value, out_dtype in plan:
+            if prepare is not None:
+                value = prepare(name, value)
+            with np.errstate(over="ignore"):  # overflow is checked just below, with a clear message
+                array = np.ascontiguousarray(value, dtype=out_dtype)  # one tensor converted at a time
+            if out_dtype.itemsize < np.dtype(value.dtype).itemsize and not np.array_equal(
+                np.isfinite(array), np.isfinite(value)
+            ):
+                raise WeightsError(
+                    f"tensor {name} has values outside the range of {out_dtype}; store this model as float32"
+                )
+            f.write(array.data)
+            if on_tensor is not None:
+                on_tensor(name, array.nbytes)
+        f.flush()
+        os.fsync(f.fileno())  # on disk before atomic_path renames it into place
+
+
+def normalize_checkpoint(
+    tensors: Mapping[str, np.ndarray], config: GPT2Config, source: str, raw_bf16: AbstractSet[str] = frozenset()
+) -> tuple[dict[str, np.ndarray], set[str]]:
+    """A checkpoint's parameters under their bare names (``h.0.ln_1.weight``), in ``expected_shapes``
+    order, with every checkpoint quirk of the module docstring handled here and nowhere else:
+
+    - the ``transformer.`` prefix is dropped, so both namings give the same names;
+    - the ``attn.bias`` / ``attn.masked_bias`` mask buffers are dropped: they are not parameters;
+    - ``lm_head.weight``, when present, must equal ``wte.weight`` (the tied LM head) and is dropped;
+    - every name and shape is checked against ``config``; Conv1D weights stay [n_in, n_out].
+
+    ``raw_bf16`` names the tensors (as named in ``tensors``) that hold bfloat16 bit patterns
+    (``open_safetensors(widen_bf16=False)``); they are returned as they are, and the second result
+    gives their bare names, so that a caller can widen them (``bf16_to_f32``) one at a time.
+    """
+    flat, lm_head, bf16 = {}, None, set()
+    for name, value in tensors.items():
+        bare = name.removeprefix("transformer.")
+        if _IGNORED.match(bare):
+            continue  # mask buffers, not parameters
+        if bare == "lm_head.weight":
+            lm_head = _widened(value, name in raw_bf16)
+            continue
+        if name in raw_bf16:
+            bf16.add(bare)
+        flat[bare] = value
+    check_flat(flat, config, source)
+    if lm_head is not None:
+        wte = _widened(flat["wte.weight"], "wte.weight" in bf16)
+        if not (lm_head.shape == wte.shape and np.array_equal(lm_head, wte)):
+            raise WeightsError(f"{source}: lm_head.weight differs from wte.weight; npgpt supports GPT-2's tied LM head only")
+    return {name: flat[name] for name in expected_shapes(config)}, bf16
+
+
+def _widened(value: np.ndarray, is_bf16: bool) -> np.ndarray:
+    return bf16_to_f32(value) if is_bf16 else value
 
 
 def params_from_checkpoint(tensors: dict[str, np.ndarray], config: GPT2Config, source: str, dtype=np.float32) -> dict:
     """Map a checkpoint's tensors (either naming) to nested params, checking every name and shape."""
-    flat: dict[str, np.ndarray] = {}
-    lm_head = None
-    for name, value in tensors.items():
-        name = name.removeprefix("transformer.")
-        if _IGNORED.match(name):
-            continue  # mask buffers, not parameters
-        if name == "lm_head.weight":
-            lm_head = value
-            continue
-        flat[name] = value
-    check_flat(flat, config, source)
-    if lm_head is not None and not (lm_head.shape == flat["wte.weight"].shape and np.array_equal(lm_head, flat["wte.weight"])):
-        raise WeightsError(f"{source}: lm_head.weight differs from wte.weight; npgpt supports GPT-2's tied LM head only")
+    flat, _ = normalize_checkpoint(tensors, config, source)
     flat = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in flat.items()}
     return unflatten(flat, config)
+
+
+def pickle_refused(source: str, pickle_name: str, save_to: str, more: str = "") -> WeightsError:
+    """The one error for a checkpoint whose weights are only a pickle (``PICKLES``): why npgpt will
+    not read it, and the command that converts it once into ``save_to``; ``more`` adds hints."""
+    return WeightsError(
+        f"{source} has its weights only as {pickle_name}, a Python pickle, and loading a pickle can run "
+        "arbitrary code hidden in the file; npgpt reads safetensors only. To convert it once, on a "
+        "machine where you trust the model's author: pip install torch transformers, then "
+        f"python -c \"from transformers import GPT2LMHeadModel as M; M.from_pretrained('{source}')"
+        f".save_pretrained('{save_to}')\" (this writes {WEIGHTS_NAME}){more}"
+    )
 
 
 def load_folder(path: str | os.PathLike, dtype="float32", mmap: bool = True):
@@ -355,12 +395,9 @@ def load_folder(path: str | os.PathLike, dtype="float32", mmap: bool = True):
             f"no model folder at {os.fspath(path)!r}; pass a folder holding config.json and model.safetensors"
         )
     if not (folder / WEIGHTS_NAME).exists():
-        if (folder / "pytorch_model.bin").exists():
-            raise WeightsError(
-                f"{folder} has only pytorch_model.bin, a pickle that can run arbitrary code when loaded; "
-                "npgpt reads safetensors only. Convert it once where you trust the file: "
-                "GPT2LMHeadModel.from_pretrained(folder).save_pretrained(folder, safe_serialization=True)"
-            )
+        pickles = [name for name in PICKLES if (folder / name).exists()]
+        if pickles:
+            raise pickle_refused(str(folder), pickles[0], str(folder))
         if (folder / "model.safetensors.index.json").exists():
             raise WeightsError(
                 f"{folder} holds a sharded checkpoint (model.safetensors.index.json); merge it into one "
@@ -400,14 +437,11 @@ def save_folder(model, path: str | os.PathLike) -> Path:
     Files are written under temporary names and renamed into place, so an interrupted save never
     leaves a half-written ``model.safetensors`` behind under its real name.
     """
-    from safetensors.numpy import save_file
-
     folder = Path(path)
     folder.mkdir(parents=True, exist_ok=True)
     check_params(model.params, model.config)
-    flat = {f"transformer.{k}": np.ascontiguousarray(v) for k, v in flatten(model.params).items()}
-    with atomic_path(folder / WEIGHTS_NAME) as tmp:
-        save_file(flat, str(tmp), metadata={"format": "pt"})  # "pt": transformers checks this field
+    flat = {f"transformer.{k}": v for k, v in flatten(model.params).items()}
+    write_safetensors(folder / WEIGHTS_NAME, flat, metadata={"format": "pt"})  # "pt": transformers checks this field
     model.config.save(folder / CONFIG_NAME)
     if model.tokenizer is not None and hasattr(model.tokenizer, "save"):
         model.tokenizer.save(folder)

@@ -49,20 +49,17 @@ def test_a_missing_folder_is_one_clear_error(tmp_path):
 
 
 def test_saving_a_model_over_an_old_one_fails_cleanly(tmp_path, monkeypatch):
-    # weights.save_folder writes model.safetensors through atomic_path: a failure mid-write keeps
-    # the previous weights and leaves no temporary file.
+    # weights.save_folder writes model.safetensors (weights.write_safetensors) through atomic_path:
+    # a failure mid-write keeps the previous weights and leaves no temporary file.
     config = npgpt.GPT2Config(n_vocab=300, n_ctx=16, n_embd=16, n_head=2, n_layer=1)
     old = npgpt.random_model(config, seed=0)
     npgpt.save(old, tmp_path / "m")
     before = (tmp_path / "m" / "model.safetensors").read_bytes()
-    import safetensors.numpy
 
-    def broken_save_file(tensors, filename, metadata=None):
-        with open(filename, "wb") as f:
-            f.write(b"\x00" * 100)
+    def broken_fsync(fd):  # every tensor is in the temporary file; the disk refuses to keep it
         raise OSError("disk full")
 
-    monkeypatch.setattr(safetensors.numpy, "save_file", broken_save_file)
+    monkeypatch.setattr(os, "fsync", broken_fsync)
     with pytest.raises(OSError, match="disk full"):
         npgpt.save(npgpt.random_model(config, seed=1), tmp_path / "m")
     assert (tmp_path / "m" / "model.safetensors").read_bytes() == before
