@@ -39,7 +39,7 @@ def load(name_or_path: str | os.PathLike, **options) -> GPT2:
 
     A name (``gpt2``, ``gpt2-medium``, ``shakespeare``, a Hub repo id) is resolved by
     ``npgpt.hub.resolve``: a local model folder of that name first, then the Hugging Face cache,
-    then a download (see ``npgpt/hub.py``). Options: ``revision`` (a Hub branch, tag or commit),
+    then a download (see ``npgpt/hub/``). Options: ``revision`` (a Hub branch, tag or commit),
     ``storage`` ("float32" or "float16": how a freshly converted folder stores its weights; the
     model always computes in float32), ``progress`` (progress bars on stderr), ``mmap``
     (memory-map the weights file, the default).

@@ -25,6 +25,7 @@ import pytest
 import npgpt
 import npgpt.cli
 from npgpt import hub as npgpt_hub
+from npgpt.hub.cache import forget_verified
 from npgpt.tokenizer import gpt2_files
 from npgpt.weights import (
     flatten,
@@ -292,7 +293,7 @@ def test_a_corrupted_file_in_the_cache_is_detected_when_converting(hub, env, che
     data[-1] ^= 0xFF  # a flipped bit on disk
     blob.write_bytes(bytes(data))
     shutil.rmtree(weights(env) / "someone--tiny-gpt2")
-    npgpt_hub._VERIFIED.clear()  # as in a new process
+    forget_verified()  # as in a new process
     hub.stop()
     with pytest.raises(npgpt.WeightsError, match="corrupt.*deleted"):
         npgpt.load(REPO, progress=False)

@@ -50,7 +50,7 @@ def installed(tmp_path_factory):
 def test_the_wheel_holds_every_module_and_the_bundled_model(installed):
     wheel, _, _ = installed
     names = set(zipfile.ZipFile(wheel).namelist())
-    for package in ("npgpt", "npgpt/commands", "viz"):
+    for package in ("npgpt", "npgpt/commands", "npgpt/fast", "npgpt/hub", "viz"):
         for module in (ROOT / package).glob("*.py"):
             assert f"{package}/{module.name}" in names, f"{package}/{module.name} is missing from the wheel"
     for name in ("config.json", "model.safetensors", "vocab.json", "merges.txt"):

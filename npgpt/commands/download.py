@@ -1,7 +1,7 @@
 """``npgpt download``: fetch a GPT-2 from the Hugging Face Hub once and convert it into a model folder.
 
 Files go through huggingface_hub's cache (shared with transformers), are verified, and the result
-is a self-contained folder in the weights folder (see ``npgpt/hub.py`` for where that is and for
+is a self-contained folder in the weights folder (see ``npgpt/hub/`` for where that is and for
 the order in which ``npgpt.load`` looks for a name). Progress goes to stderr; the folder's path is
 the one line printed on stdout, so ``$(npgpt download gpt2)`` is the folder.
 """

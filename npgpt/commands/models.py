@@ -1,7 +1,7 @@
 """``npgpt models``: the models that load without a download, with their sizes on disk.
 
 Lists the model folders in the weights folder, then the GPT-2 snapshots in the Hugging Face cache
-(which ``npgpt.load`` converts without the network). See ``npgpt/hub.py`` for where both live.
+(which ``npgpt.load`` converts without the network). See ``npgpt/hub/`` for where both live.
 """
 
 from __future__ import annotations
