@@ -35,7 +35,6 @@ from npgpt.training import (
 from npgpt.weights import flatten
 
 REPO = Path(__file__).resolve().parents[1]
-BUNDLED = REPO / "weights" / "shakespeare"
 
 TINY = npgpt.GPT2Config(n_vocab=320, n_ctx=32, n_embd=32, n_head=4, n_layer=2)
 QUICK = TrainSettings(steps=40, batch_size=8, lr=3e-3, warmup_steps=5, eval_interval=20, sample_interval=20,
@@ -331,31 +330,3 @@ def test_data_download_failure_says_what_to_do(monkeypatch, tmp_path):
 
 def test_format_duration():
     assert format_duration(65) == "1:05" and format_duration(3725) == "1:02:05" and format_duration(float("nan")) == "?"
-
-
-# ---- the bundled model --------------------------------------------------------------------------
-
-# Lines from the held-out end of tinyshakespeare.txt (public domain), for a quick offline check.
-SHAKESPEARE = """\
-KING RICHARD II:
-No matter where; of comfort no man speak:
-Let's talk of graves, of worms, and epitaphs;
-Make dust our paper and with rainy eyes
-Write sorrow on the bosom of the earth,
-Let's choose executors and talk of wills:
-"""
-
-
-@pytest.mark.skipif(not (BUNDLED / "model.safetensors").exists(), reason="weights/shakespeare is not built")
-def test_bundled_shakespeare_model():
-    size = sum(f.stat().st_size for f in BUNDLED.iterdir() if f.is_file())
-    assert size <= 10 * 1000 * 1000, f"weights/shakespeare is {size / 1e6:.1f} MB"
-    model = npgpt.load(BUNDLED)
-    assert model.tokenizer is not None and model.tokenizer.n_vocab == model.config.n_vocab
-    record = json.loads((BUNDLED / "train_log.json").read_text())
-    assert record["completed"] and record["final"]["val_nats_per_char"] <= 1.7
-    assert record["final"]["val_tokens"] == record["evals"][-1]["val_tokens"] > 40000  # the whole held-out 10%
-    _, per_char = nats_per_char(model, SHAKESPEARE)
-    assert per_char < 2.0, per_char  # far better than uniform over characters (ln 65 = 4.2)
-    text = model.generate("ROMEO:", max_new_tokens=30, seed=0, temperature=0.8)
-    assert isinstance(text, str) and len(text) > 20
