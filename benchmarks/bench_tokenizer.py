@@ -54,7 +54,8 @@ from conftest_tokenizer_helpers import english_text, multilingual_corpus, tiktok
 
 import numpy as np
 
-from npgpt.tokenizer import Tokenizer, bpe_flat, gpt2_files, pretokenize_fast
+from npgpt.fast.tokenizer import FastTokenizer, bpe_flat, pretokenize_fast
+from npgpt.tokenizer import Tokenizer, gpt2_files
 
 CLOCKS = {"wall": time.perf_counter, "cpu": time.process_time}
 
@@ -103,7 +104,7 @@ def bench_text(label: str, text: str, tok: Tokenizer, tiktoken_enc, hf, repeat: 
     runs["npgpt (cold cache)"] = (lambda: tok.encode_ordinary(text), tok.clear_cache)
     runs["npgpt (warm cache)"] = (lambda: tok.encode_ordinary(text), None)  # filled by a cold run
     if plain:  # the reference bpe() for every new word: what the NumPy path (bpe_many) saves
-        reference = Tokenizer(tok.encoder, tok.merges)
+        reference = FastTokenizer(tok.encoder, tok.merges)
         reference.batch_min = len(text) + 1
         runs["npgpt cold, bpe only"] = (lambda: reference.encode_ordinary(text), reference.clear_cache)
     runs["npgpt: regex alone"] = (lambda: pretokenize_fast(text), None)

@@ -1,4 +1,4 @@
-"""Tests of npgpt.tokenizer: GPT-2's byte-level BPE, step by step and against tiktoken.
+"""Tests of npgpt.tokenizer and npgpt.fast.tokenizer: GPT-2's byte-level BPE, step by step and against tiktoken.
 
 Layers:
   1. the helpers on hand-derived examples (bytes_to_unicode, pretokenize, bpe's merges);
@@ -40,30 +40,33 @@ from hypothesis import strategies as st
 from npgpt import cli
 from npgpt.commands import tokenize as tokenize_command
 from npgpt.errors import InputError, ModelNotFoundError
-from npgpt.tokenizer import (
+from npgpt.fast.tokenizer import (
     _ASCII_SPAN,
-    ENDOFTEXT,
     GPT2_MERGES_SHA256,
-    GPT2_SPLIT_PATTERN,
     GPT2_SPLIT_PATTERN_ASCII,
-    GPT2_SPLIT_PATTERN_ORIGINAL,
+    GPT2_SPLIT_PATTERN_POSSESSIVE,
     GPT2_VOCAB_SHA256,
-    Explanation,
-    Tokenizer,
-    TokenizerFileError,
-    _check_vocab_and_merges,
+    FastTokenizer,
     _pretokenize_by_stretches,
     _read_gpt2_files,
-    bpe,
     bpe_flat,
     bpe_heap,
     bpe_many,
     bpe_rows,
+    pretokenize_fast,
+)
+from npgpt.tokenizer import (
+    ENDOFTEXT,
+    GPT2_SPLIT_PATTERN,
+    Explanation,
+    Tokenizer,
+    TokenizerFileError,
+    _check_vocab_and_merges,
+    bpe,
     bytes_to_unicode,
     from_byte_chars,
     gpt2_files,
     pretokenize,
-    pretokenize_fast,
     read_merges,
     read_vocab,
     replace_lone_surrogates,
@@ -205,9 +208,9 @@ def test_merge_table_ranks_every_merge_and_no_other_pair(tok):
     rng = np.random.default_rng(0)  # pairs of any tokens, and of early ones (often merges)
     pairs = np.concatenate([rng.integers(0, tok.n_vocab, (2, 100_000)), rng.integers(0, 600, (2, 100_000))], 1)
     token = {i: t for t, i in tok.encoder.items()}
-    expected = [tok.ranks.get((token[a], token[b]), table.none) for a, b in pairs.T.tolist()]
+    expected = [tok.ranks.get((token[a], token[b]), table.no_merge_rank) for a, b in pairs.T.tolist()]
     assert table.rank(pairs[0], pairs[1]).tolist() == expected
-    assert 1000 < sum(r != table.none for r in expected) < len(expected)
+    assert 1000 < sum(r != table.no_merge_rank for r in expected) < len(expected)
 
 
 def _lower_ascii(word: str) -> bool:
@@ -230,7 +233,7 @@ def test_merges_out_of_learned_order_give_what_bpe_gives(tmp_path):
         assert tokenizer.encode(short) == expected[short]
         assert tokenizer.encode(long_text) == expected[long_text]
     assert Tokenizer.gpt2()._unmade_tokens == frozenset()
-    fresh = Tokenizer(Tokenizer.gpt2().encoder, Tokenizer.gpt2().merges)
+    fresh = FastTokenizer(Tokenizer.gpt2().encoder, Tokenizer.gpt2().merges)
     assert fresh._unmade_tokens == frozenset()  # the check itself, on GPT-2's vocabulary
 
 
@@ -241,12 +244,12 @@ def test_a_vocabulary_of_more_than_65536_tokens():
     chars = list(bytes_to_unicode().values())
     merges = sorted(((a, b) for a in chars for b in chars), key=lambda pair: _lower_ascii(pair[0] + pair[1]))
     vocab = {c: i for i, c in enumerate(chars)} | {a + b: 256 + r for r, (a, b) in enumerate(merges)}
-    big = Tokenizer(vocab, merges)
+    big = FastTokenizer(vocab, merges)
     assert big.merge_table.slot_keys.dtype == np.uint64 and big._id_type == np.uint32
     text = "Zürich, 日本語, 👍🏽 and words: " + new_words(5, 300)
     ids = big.encode(text)
     assert max(ids) >= 1 << 16 and big.decode(ids) == text
-    reference = Tokenizer(vocab, merges)
+    reference = FastTokenizer(vocab, merges)
     reference.batch_min = 10**9  # bpe(), one piece at a time
     assert reference.encode(text) == ids
     pieces = [p.encode() for p in pretokenize(text)]
@@ -286,21 +289,21 @@ def test_long_pieces_are_fast_and_right(tok, oracle):
 
 def test_encode_gives_the_same_ids_with_and_without_the_numpy_path(tok):
     text = "Lockstep BPE: the same merges for every word, 日本語, Ελληνικά, नमस्ते, 👍🏽. " * 3
-    one_by_one = Tokenizer(tok.encoder, tok.merges)
+    one_by_one = FastTokenizer(tok.encoder, tok.merges)
     one_by_one.batch_min = 10**9
-    all_at_once = Tokenizer(tok.encoder, tok.merges)
+    all_at_once = FastTokenizer(tok.encoder, tok.merges)
     all_at_once.batch_min = 1
-    heap_for_all = Tokenizer(tok.encoder, tok.merges)
+    heap_for_all = FastTokenizer(tok.encoder, tok.merges)
     heap_for_all.long_piece = 0
     ids = tok.encode(text)
     assert one_by_one.encode(text) == all_at_once.encode(text) == heap_for_all.encode(text) == ids
 
 
 def test_the_two_split_patterns_agree_on_hand_picked_cases():
-    original = regex.compile(GPT2_SPLIT_PATTERN_ORIGINAL)
+    original = regex.compile(GPT2_SPLIT_PATTERN)
     for text in EDGE_CASES:
         text = replace_lone_surrogates(text)
-        assert original.findall(text) == regex.findall(GPT2_SPLIT_PATTERN, text), repr(text)
+        assert original.findall(text) == regex.findall(GPT2_SPLIT_PATTERN_POSSESSIVE, text), repr(text)
 
 
 def test_ascii_classes_are_the_unicode_classes_on_ascii():
@@ -461,7 +464,7 @@ def test_read_merges_line_ends_header_and_errors(tmp_path):
 
 
 def test_construction_leaves_the_derived_tables_for_first_use(tok):
-    fresh = Tokenizer(tok.encoder, tok.merges)
+    fresh = FastTokenizer(tok.encoder, tok.merges)
     assert not {"ranks", "merge_table", "_bytes", "_token_words"} & set(vars(fresh))
     assert fresh.decode([995]) == " world" and fresh.ranks[("Ġ", "t")] == 0
     fresh.encode("Hello world, a short text")
@@ -586,7 +589,7 @@ def test_random_tricky_strings_match_tiktoken(tok, oracle, text):
     assert ids == oracle.encode_ordinary(text)
     assert tok.decode(ids) == replace_lone_surrogates(text)
     clean = replace_lone_surrogates(text)
-    assert regex.findall(GPT2_SPLIT_PATTERN_ORIGINAL, clean) == pretokenize(clean)
+    assert regex.findall(GPT2_SPLIT_PATTERN_POSSESSIVE, clean) == pretokenize(clean)
     assert tok.encode(text, allowed_special="all") == oracle.encode(text, allowed_special="all")
 
 
@@ -621,7 +624,7 @@ def test_five_megabytes_of_multilingual_text_match_tiktoken(tok, oracle, corpus)
 def test_corpus_splits_and_merges_like_the_original_gpt2_code(tok, corpus):
     text = corpus[:1_500_000]
     pieces = pretokenize(text)
-    assert regex.findall(GPT2_SPLIT_PATTERN_ORIGINAL, text) == pieces == pretokenize_fast(text)
+    assert regex.findall(GPT2_SPLIT_PATTERN_POSSESSIVE, text) == pieces == pretokenize_fast(text)
     assert _pretokenize_by_stretches(text) == pieces
     words = sorted(set(pieces))
     for piece in words[::9]:  # a deterministic sample of distinct pieces
@@ -753,7 +756,7 @@ def test_explain_with_special_tokens(tok):
 
 
 def test_cache_is_bounded_and_does_not_change_results(tok):
-    small = Tokenizer(tok.encoder, tok.merges)
+    small = FastTokenizer(tok.encoder, tok.merges)
     small.cache_size = 5
     assert small.encode("one two") == tok.encode("one two")
     text = "one two three four five six seven eight nine ten"  # more new words than fit
@@ -780,10 +783,10 @@ INTERRUPTED = {
 
 @pytest.mark.parametrize("where", INTERRUPTED)
 def test_an_interrupted_encode_leaves_no_unfilled_words_in_the_cache(tok, monkeypatch, where):
-    import npgpt.tokenizer as module
+    import npgpt.fast.tokenizer as module
 
     name, batch_min = INTERRUPTED[where]
-    fresh = Tokenizer(tok.encoder, tok.merges)
+    fresh = FastTokenizer(tok.encoder, tok.merges)
     fresh.batch_min = batch_min
     real, calls = getattr(module, name), []
 
@@ -805,7 +808,7 @@ def test_an_interrupted_encode_leaves_no_unfilled_words_in_the_cache(tok, monkey
 def test_threads_sharing_one_tokenizer_get_the_right_ids(tok):
     texts = [new_words(seed) for seed in range(8)]
     expected = [tok.encode(text) for text in texts]
-    shared = Tokenizer(tok.encoder, tok.merges)
+    shared = FastTokenizer(tok.encoder, tok.merges)
     shared.batch_min = 1
     with ThreadPoolExecutor(4) as pool:
         for _ in range(3):
@@ -823,7 +826,7 @@ def test_a_tokenizer_can_be_pickled_and_deep_copied(tok):
     # a pickle from before the word cache packed its ids: no _id_type, tables in older formats
     old = tok.__getstate__() | {"_token_words": {" the": (262,)}, "merge_table": "an older table"}
     del old["_id_type"]
-    twin = Tokenizer.__new__(Tokenizer)
+    twin = FastTokenizer.__new__(FastTokenizer)
     twin.__setstate__(old)
     assert twin.encode(long_text) == tok.encode(long_text) and twin.encode(text) == tok.encode(text)
 
@@ -832,7 +835,7 @@ def test_encoding_new_words_gives_the_garbage_collector_nothing_to_walk(tok):
     # the word cache keeps ids packed in bytes, which the cycle collector does not track: lists
     # of ints, one per new word, made a collection walk every id of every new word (~50 ms for
     # 2 MB of multilingual text)
-    fresh = Tokenizer(tok.encoder, tok.merges)
+    fresh = FastTokenizer(tok.encoder, tok.merges)
     fresh.batch_min = 1
     text = new_words(2, 500)
     was_enabled = gc.isenabled()
