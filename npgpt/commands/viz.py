@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -95,8 +96,31 @@ def _check_layer_head(model, layer: int, head: int | None = None) -> int:
 
 def run(args: argparse.Namespace) -> int:
     import viz
-    from .. import inspection as I
+    from .. import inspection
 
+    view = args.view
+    output = _check_arguments(args, viz)
+    model = load_model(args.model, args.dtype)
+    if view == "positions":
+        title = f"positional embedding of {model.name or args.model}"
+        return _save(viz, viz.positional_embedding(inspection.positional_embedding(model), title=title), output, args)
+    ids = _tokenize(model, read_prompt(args.text))
+    run = Run(args, model, ids, inspection.token_labels(model, ids), *model.run_with_cache(ids))
+    if view == "html":
+        layers = None
+        if args.layers:
+            try:
+                layers = [_check_layer_head(model, int(x)) for x in args.layers.split(",") if x.strip()]
+            except ValueError:
+                raise InputError(f"--layers takes comma-separated layer numbers, got {args.layers!r}") from None
+        path = viz.html.show_attention(run.cache, run.tokens, layers=layers).save(output)
+        print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {len(ids)} tokens)", file=sys.stderr)
+        return 0
+    return _save(viz, DRAW[view](run, viz, inspection), output, args)
+
+
+def _check_arguments(args, viz) -> str:
+    """The output path, after refusing arguments the view cannot use."""
     view = args.view
     output = args.output or ("attention.html" if view == "html" else f"{view}.png")
     suffix = output.lower().rsplit(".", 1)[-1] if "." in output else ""
@@ -108,66 +132,68 @@ def run(args: argparse.Namespace) -> int:
         raise InputError(f"the {view} view needs a text to run: npgpt viz {view} \"some text\"")
     if args.k < 1:
         raise InputError(f"--k must be at least 1, got {args.k}")
+    return output
 
-    model = load_model(args.model, args.dtype)
-    if view == "positions":
-        return _save(viz, viz.positional_embedding(I.positional_embedding(model), title=f"positional embedding of {model.name or args.model}"), output, args)
 
-    ids = _tokenize(model, read_prompt(args.text))
-    tokens = I.token_labels(model, ids)
-    logits, cache = model.run_with_cache(ids)
+@dataclass
+class Run:
+    """One text through the model: what every view draws from."""
 
-    if view == "attention":
-        layer = _check_layer_head(model, args.layer, args.head)
-        fig = viz.attention_heatmap(cache["pattern", layer], tokens, head=args.head, layer=layer, gamma=args.gamma)
-    elif view == "grid":
-        fig = viz.attention_grid(cache, tokens, gamma=args.gamma if args.gamma != 1.0 else 0.5)
-    elif view == "logit-lens":
-        fig = viz.logit_lens(I.logit_lens(model, cache, ids, k=1, positions=np.arange(max(0, len(ids) - 20), len(ids))))
-    elif view == "activations":
-        layer = _check_layer_head(model, args.layer)
-        fig = viz.mlp_activations(cache["post", layer], tokens, layer=layer)
-    elif view == "residual":
-        fig = viz.residual_norms(I.residual_norms(cache), tokens)
-    elif view == "entropy":
-        fig = viz.attention_entropy(I.head_scores(cache, ids).entropy, n_seq=len(ids))
-    elif view == "scores":
-        scores = I.head_scores(cache, ids)
-        values = getattr(scores, args.score.replace("-", "_"))
-        if np.all(np.isnan(values)):
-            raise InputError("no token repeats in this text, so the induction score is undefined; use a text that repeats itself")
-        fig = viz.head_heatmap(values, title=f"{args.score} score per head", label="mean attention", cmap="viridis")
-    elif view == "flow":
-        fig = viz.attention_flow(I.attention_flow(cache, args.position), tokens)
-    elif view == "attribution":
-        dla = I.direct_logit_attribution(model, cache, target=_target(args.target), position=args.position)
-        fig = viz.logit_attribution(dla, title=f"direct logit attribution of {viz.token_label(I.token_labels(model, [dla.target])[0])!s} "
-                                               f"at position {dla.position} (logit {dla.logit:.2f})")
-    elif view == "ablation":
-        target = _target(args.target)
-        delta = I.ablation_scan(model, ids, target=target, position=args.position)
-        fig = viz.head_heatmap(delta, title="change in log p(target) when a head is zeroed", label="Δ log p", diverging=True)
-    elif view == "next-token":
-        position = args.position % len(ids) if -len(ids) <= args.position < len(ids) else None
-        if position is None:
-            raise InputError(f"--position {args.position} is outside the text's {len(ids)} tokens")
-        p = np.exp(logits[position] - logits[position].max())
-        p /= p.sum()
-        top = np.argsort(-p, kind="stable")[: args.k]
-        fig = viz.next_token_distribution(I.token_labels(model, top), p[top],
-                                          title=f"next token after {viz.token_label(tokens[position])} (top {len(top)})")
-    else:  # html
-        layers = None
-        if args.layers:
-            try:
-                layers = [_check_layer_head(model, int(x)) for x in args.layers.split(",") if x.strip()]
-            except ValueError:
-                raise InputError(f"--layers takes comma-separated layer numbers, got {args.layers!r}") from None
-        view_obj = viz.html.show_attention(cache, tokens, layers=layers)
-        path = view_obj.save(output)
-        print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {len(ids)} tokens)", file=sys.stderr)
-        return 0
-    return _save(viz, fig, output, args)
+    args: argparse.Namespace
+    model: object
+    ids: np.ndarray
+    tokens: list
+    logits: np.ndarray
+    cache: dict
+
+
+def _attention(run, viz, inspection):
+    layer = _check_layer_head(run.model, run.args.layer, run.args.head)
+    return viz.attention_heatmap(run.cache["pattern", layer], run.tokens, head=run.args.head, layer=layer, gamma=run.args.gamma)
+
+
+def _scores(run, viz, inspection):
+    values = getattr(inspection.head_scores(run.cache, run.ids), run.args.score.replace("-", "_"))
+    if np.all(np.isnan(values)):
+        raise InputError("no token repeats in this text, so the induction score is undefined; use a text that repeats itself")
+    return viz.head_heatmap(values, title=f"{run.args.score} score per head", label="mean attention", cmap="viridis")
+
+
+def _attribution(run, viz, inspection):
+    dla = inspection.direct_logit_attribution(run.model, run.cache, target=_target(run.args.target), position=run.args.position)
+    target = viz.token_label(inspection.token_labels(run.model, [dla.target])[0])
+    return viz.logit_attribution(dla, title=f"direct logit attribution of {target!s} at position {dla.position} (logit {dla.logit:.2f})")
+
+
+def _next_token(run, viz, inspection):
+    n, position = len(run.ids), run.args.position
+    if not -n <= position < n:
+        raise InputError(f"--position {position} is outside the text's {n} tokens")
+    row = run.logits[position % n]
+    p = np.exp(row - row.max())
+    p /= p.sum()
+    top = np.argsort(-p, kind="stable")[: run.args.k]
+    return viz.next_token_distribution(inspection.token_labels(run.model, top), p[top],
+                                       title=f"next token after {viz.token_label(run.tokens[position % n])} (top {len(top)})")
+
+
+DRAW = {
+    "attention": _attention,
+    "grid": lambda run, viz, inspection: viz.attention_grid(run.cache, run.tokens, gamma=run.args.gamma if run.args.gamma != 1.0 else 0.5),
+    "logit-lens": lambda run, viz, inspection: viz.logit_lens(inspection.logit_lens(
+        run.model, run.cache, run.ids, k=1, positions=np.arange(max(0, len(run.ids) - 20), len(run.ids)))),
+    "activations": lambda run, viz, inspection: viz.mlp_activations(
+        run.cache["post", _check_layer_head(run.model, run.args.layer)], run.tokens, layer=_check_layer_head(run.model, run.args.layer)),
+    "residual": lambda run, viz, inspection: viz.residual_norms(inspection.residual_norms(run.cache), run.tokens),
+    "entropy": lambda run, viz, inspection: viz.attention_entropy(inspection.head_scores(run.cache, run.ids).entropy, n_seq=len(run.ids)),
+    "scores": _scores,
+    "flow": lambda run, viz, inspection: viz.attention_flow(inspection.attention_flow(run.cache, run.args.position), run.tokens),
+    "attribution": _attribution,
+    "ablation": lambda run, viz, inspection: viz.head_heatmap(
+        inspection.ablation_scan(run.model, run.ids, target=_target(run.args.target), position=run.args.position),
+        title="change in log p(target) when a head is zeroed", label="Δ log p", diverging=True),
+    "next-token": _next_token,
+}
 
 
 def _target(text):

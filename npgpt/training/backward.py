@@ -222,8 +222,8 @@ def gpt2_backward(dlogits: np.ndarray, ids: np.ndarray, params: dict, config: GP
     wte = params["wte"]["weight"]
     n_embd = wte.shape[1]
     # logits = ln_final @ wte^T: the LM head's share of wte's gradient, and the gradient into ln_f
-    dlogits2 = dlogits.reshape(-1, config.n_vocab)  # [positions, n_vocab]
-    dwte = dlogits2.T @ cache["ln_final"].reshape(-1, n_embd)  # [n_vocab, n_embd]
+    flat_dlogits = dlogits.reshape(-1, config.n_vocab)  # [positions, n_vocab]
+    dwte = flat_dlogits.T @ cache["ln_final"].reshape(-1, n_embd)  # [n_vocab, n_embd]
     dx = dlogits @ wte  # [batch, n_seq, n_vocab] @ [n_vocab, n_embd] -> [batch, n_seq, n_embd]
     resid_final = cache[f"blocks.{config.n_layer - 1}.resid_post"]  # ln_f's input
     dx, d_ln_f = layer_norm_backward(dx, resid_final, params["ln_f"]["weight"], config.layer_norm_eps)
@@ -253,13 +253,13 @@ def cross_entropy(logits: np.ndarray, targets: np.ndarray) -> tuple[float, int]:
     logsumexp(logits) - logits[target] = -log softmax(logits)[target]. Divide the sum by the count
     for the mean (the training loss), or by a number of characters for nats per character.
     """
-    logits2 = logits.reshape(-1, logits.shape[-1])  # [positions, n_vocab]
-    targets1 = targets.reshape(-1)
-    keep = targets1 >= 0
-    rows = logits2 if keep.all() else logits2[keep]  # (boolean indexing copies; skip it when it can)
+    flat_logits = logits.reshape(-1, logits.shape[-1])  # [positions, n_vocab]
+    flat_targets = targets.reshape(-1)
+    keep = flat_targets >= 0
+    rows = flat_logits if keep.all() else flat_logits[keep]  # (boolean indexing copies; skip it when it can)
     row_max = rows.max(axis=-1, keepdims=True)
     logsumexp = np.log(np.sum(np.exp(rows - row_max), axis=-1)) + row_max[:, 0]  # [kept]
-    picked = rows[np.arange(len(rows)), targets1[keep]]
+    picked = rows[np.arange(len(rows)), flat_targets[keep]]
     return float(np.sum(logsumexp.astype(np.float64) - picked)), int(keep.sum())
 
 
@@ -271,9 +271,9 @@ def cross_entropy_backward(logits: np.ndarray, targets: np.ndarray, scale: float
     """
     shape = logits.shape
     dlogits = softmax(logits.reshape(-1, shape[-1]), axis=-1)  # [positions, n_vocab], a new array
-    targets1 = targets.reshape(-1)
-    keep = targets1 >= 0
-    dlogits[np.flatnonzero(keep), targets1[keep]] -= 1.0
+    flat_targets = targets.reshape(-1)
+    keep = flat_targets >= 0
+    dlogits[np.flatnonzero(keep), flat_targets[keep]] -= 1.0
     dlogits[~keep] = 0.0
     dlogits *= np.asarray(scale, dtype=dlogits.dtype)
     return dlogits.reshape(shape)

@@ -72,6 +72,29 @@ def merge_pair(parts: list[str], pair: Pair) -> list[str]:
     return out
 
 
+def apply_merge(pair: Pair, words: list[list[str]], weights: list[int], pair_counts: dict, where: dict) -> set[Pair]:
+    """Merge ``pair`` in every piece that contains it, updating the pair counts (weighted by how
+    often each piece occurs) and the pair -> pieces index; returns the pairs whose count changed."""
+    changed: set[Pair] = set()
+    for w in where.pop(pair):
+        old = words[w]
+        if len(old) < 2:
+            continue
+        merged = merge_pair(old, pair)
+        if len(merged) == len(old):
+            continue  # the set is an over-estimate: this piece lost the pair to an earlier merge
+        for p in zip(old, old[1:]):
+            pair_counts[p] -= weights[w]
+            changed.add(p)
+        for p in zip(merged, merged[1:]):
+            pair_counts[p] += weights[w]
+            where[p].add(w)
+            changed.add(p)
+        words[w] = merged
+    pair_counts.pop(pair, None)
+    return changed
+
+
 def learn_merges(
     text: str, vocab_size: int, *, min_count: int = 2, progress: Callable[[int, Pair, int], None] | None = None
 ) -> list[tuple[Pair, int]]:
@@ -114,24 +137,7 @@ def learn_merges(
             continue  # already a token by another route: skip this pair for good
         tokens.add(new)
         merges.append((pair, count))
-        changed: set[Pair] = set()
-        for w in where.pop(pair):
-            old = words[w]
-            if len(old) < 2:
-                continue
-            merged = merge_pair(old, pair)
-            if len(merged) == len(old):
-                continue  # the set is an over-estimate: this piece lost the pair to an earlier merge
-            for p in zip(old, old[1:]):
-                pair_counts[p] -= weights[w]
-                changed.add(p)
-            for p in zip(merged, merged[1:]):
-                pair_counts[p] += weights[w]
-                where[p].add(w)
-                changed.add(p)
-            words[w] = merged
-        pair_counts.pop(pair, None)
-        for p in changed:
+        for p in apply_merge(pair, words, weights, pair_counts, where):
             if pair_counts.get(p, 0) > 0:
                 heapq.heappush(heap, (-pair_counts[p], p))
             else:
