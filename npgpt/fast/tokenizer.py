@@ -115,8 +115,8 @@ def pretokenize_fast(text: str) -> list[str]:
       cut where every split of GPT-2's pattern cuts (``_ASCII_SPAN``) into long ASCII stretches,
       split by ``re``, and the rest, split by ``regex``.
 
-    >>> pretokenize_fast("Hello world! It's 2024...\\n\\n") == pretokenize("Hello world! It's 2024...\\n\\n")
-    True
+    >>> pretokenize_fast("Hello world! It's 2024...\\n\\n")  # as pretokenize
+    ['Hello', ' world', '!', ' It', "'s", ' 2024', '...', '\\n\\n']
     """
     if text.isascii():
         return _ASCII_SPLIT_REGEX.findall(text)
