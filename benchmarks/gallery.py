@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 
 import npgpt  # noqa: E402
 import viz  # noqa: E402
-from npgpt import inspection as I  # noqa: E402
+from npgpt import inspection  # noqa: E402
 
 # Public domain (Romeo and Juliet, II.2), with a repeat at the end for induction heads to find.
 PROMPT = ("ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
@@ -52,11 +52,11 @@ def random_gpt2(sharpen: float, n_layer: int = 12):
 
 def render(model, prompt: str, out: Path, layer: int, head: int, dpi: int) -> dict[str, Path]:
     ids = np.asarray(model.tokenizer.encode(prompt))
-    tokens = I.token_labels(model, ids)
+    tokens = inspection.token_labels(model, ids)
     t0 = time.perf_counter()
     logits, cache = model.run_with_cache(ids)
     print(f"forward pass, {len(ids)} tokens: {time.perf_counter() - t0:.2f} s")
-    scores = I.head_scores(cache, ids)
+    scores = inspection.head_scores(cache, ids)
     p = np.exp(logits[-1] - logits[-1].max())
     p /= p.sum()
     top = np.argsort(-p)[:10]
@@ -66,14 +66,14 @@ def render(model, prompt: str, out: Path, layer: int, head: int, dpi: int) -> di
         "entropy": lambda: viz.attention_entropy(scores.entropy, n_seq=len(ids)),
         "induction": lambda: viz.head_heatmap(scores.induction, title="induction score per head", label="mean attention"),
         "previous_token": lambda: viz.head_heatmap(scores.previous_token, title="previous-token score per head", label="mean attention"),
-        "residual_norms": lambda: viz.residual_norms(I.residual_norms(cache), tokens),
+        "residual_norms": lambda: viz.residual_norms(inspection.residual_norms(cache), tokens),
         "mlp": lambda: viz.mlp_activations(cache["post", layer], tokens, layer=layer),
-        "logit_lens": lambda: viz.logit_lens(I.logit_lens(model, cache, ids, k=1, positions=np.arange(len(ids) - 16, len(ids)))),
-        "next_token": lambda: viz.next_token_distribution(I.token_labels(model, top), p[top], chosen=0),
-        "positions": lambda: viz.positional_embedding(I.positional_embedding(model)),
-        "flow": lambda: viz.attention_flow(I.attention_flow(cache, -1), tokens),
-        "attribution": lambda: viz.logit_attribution(I.direct_logit_attribution(model, cache)),
-        "ablation": lambda: viz.head_heatmap(I.ablation_scan(model, ids[-8:]), title="Δ log p(top token) when a head is zeroed",
+        "logit_lens": lambda: viz.logit_lens(inspection.logit_lens(model, cache, ids, k=1, positions=np.arange(len(ids) - 16, len(ids)))),
+        "next_token": lambda: viz.next_token_distribution(inspection.token_labels(model, top), p[top], chosen=0),
+        "positions": lambda: viz.positional_embedding(inspection.positional_embedding(model)),
+        "flow": lambda: viz.attention_flow(inspection.attention_flow(cache, -1), tokens),
+        "attribution": lambda: viz.logit_attribution(inspection.direct_logit_attribution(model, cache)),
+        "ablation": lambda: viz.head_heatmap(inspection.ablation_scan(model, ids[-8:]), title="Δ log p(top token) when a head is zeroed",
                                              label="Δ log p", diverging=True),
     }
     written = {}
@@ -95,7 +95,7 @@ def measure_sizes(model) -> None:
     """The HTML view's size at the full context: the patterns of this model, and synthetic sharp ones."""
     n = model.config.n_ctx
     ids = np.random.default_rng(0).integers(0, model.config.n_vocab - 1, size=n)
-    tokens = I.token_labels(model, ids)
+    tokens = inspection.token_labels(model, ids)
     t0 = time.perf_counter()
     _, cache = model.run_with_cache(ids)
     print(f"forward pass, {n} tokens: {time.perf_counter() - t0:.1f} s")

@@ -17,7 +17,7 @@ import numpy as np
 import pytest
 
 import npgpt
-from npgpt import inspection as I
+from npgpt import inspection
 from npgpt.training import nats_per_char
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -61,23 +61,23 @@ def test_held_out_sample_is_predicted_well(model):
 
 
 def test_a_previous_token_head_on_held_out_shakespeare(model):
-    scores = I.mean_head_scores(model, I.text_windows(model, HELDOUT, n_seq=128, count=8))
-    layer, head = I.best_head(scores.previous_token)
+    scores = inspection.mean_head_scores(model, inspection.text_windows(model, HELDOUT, n_seq=128, count=8))
+    layer, head = inspection.best_head(scores.previous_token)
     assert scores.previous_token[layer, head] >= MIN_PREVIOUS_TOKEN, (layer, head, scores.previous_token.round(2))
 
 
 def test_induction_heads_copy_a_repeated_random_sequence(model):
-    probe = I.copying_probe(model, length=50, n_probe=4, seed=0)
-    layer, head = I.best_head(probe.scores.induction)
+    probe = inspection.copying_probe(model, length=50, n_probe=4, seed=0)
+    layer, head = inspection.best_head(probe.scores.induction)
     assert probe.scores.induction[layer, head] >= MIN_INDUCTION, probe.scores.induction.round(2)
     assert probe.ratio <= MAX_COPY_RATIO, (probe.first_copy_loss, probe.second_copy_loss)
 
 
 def test_ablating_the_induction_heads_brings_the_copy_loss_back(model):
-    probe = I.copying_probe(model, length=50, n_probe=2, seed=1)
+    probe = inspection.copying_probe(model, length=50, n_probe=2, seed=1)
     induction = probe.scores.induction
     heads = [tuple(map(int, h)) for h in np.argwhere(induction >= 0.5 * induction.max())]
-    broken = I.copying_probe(model, length=50, n_probe=2, seed=1, hooks=I.ablation_hooks(heads))
+    broken = inspection.copying_probe(model, length=50, n_probe=2, seed=1, hooks=inspection.ablation_hooks(heads))
     assert broken.second_copy_loss > 2 * probe.second_copy_loss, (heads, probe.second_copy_loss, broken.second_copy_loss)
 
 

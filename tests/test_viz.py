@@ -26,7 +26,7 @@ from matplotlib.image import imread  # noqa: E402
 import npgpt  # noqa: E402
 import npgpt.cli  # noqa: E402
 import viz  # noqa: E402
-from npgpt import inspection as I  # noqa: E402
+from npgpt import inspection  # noqa: E402
 from npgpt.errors import InputError  # noqa: E402
 
 TEXT = 'The cat sat on the mat.\nThe cat said: "$5 for\tthe mat", 日本 🎉'
@@ -46,14 +46,14 @@ def model():
 def short(model):
     ids = np.array(model.tokenizer.encode(TEXT))
     logits, cache = model.run_with_cache(ids)
-    return ids, I.token_labels(model, ids), logits, cache
+    return ids, inspection.token_labels(model, ids), logits, cache
 
 
 @pytest.fixture(scope="session")
 def long(model):
     ids = np.random.default_rng(0).integers(0, 50256, size=1024)
     _, cache = model.run_with_cache(ids)
-    return ids, I.token_labels(model, ids), cache
+    return ids, inspection.token_labels(model, ids), cache
 
 
 def check_png(path):
@@ -151,7 +151,7 @@ def test_attention_grid_has_one_thumbnail_per_head(short, tmp_path):
 
 def test_head_heatmaps_entropy_and_scores(short, tmp_path):
     ids, tokens, _, cache = short
-    scores = I.head_scores(cache, ids)
+    scores = inspection.head_scores(cache, ids)
     fig = viz.attention_entropy(scores.entropy, n_seq=len(ids))
     ax = fig.axes[0]
     np.testing.assert_array_equal(ax.images[0].get_array(), scores.entropy)
@@ -164,7 +164,7 @@ def test_head_heatmaps_entropy_and_scores(short, tmp_path):
 
 def test_attention_flow_draws_the_rollout(short, tmp_path):
     ids, tokens, _, cache = short
-    flow = I.attention_flow(cache, position=10)
+    flow = inspection.attention_flow(cache, position=10)
     fig = viz.attention_flow(flow, tokens)
     ax = fig.axes[0]
     points = ax.collections[-1].get_offsets()
@@ -180,7 +180,7 @@ def test_attention_flow_draws_the_rollout(short, tmp_path):
 
 def test_residual_norms_plot(short, tmp_path):
     ids, tokens, _, cache = short
-    norms = I.residual_norms(cache)
+    norms = inspection.residual_norms(cache)
     fig = viz.residual_norms(norms, tokens)
     np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), norms)
     assert len(fig.axes[0].get_xticklabels()) == len(ids)
@@ -203,7 +203,7 @@ def test_mlp_activations_show_the_top_neurons(short, tmp_path):
 
 def test_logit_lens_table_writes_the_top_token_in_each_cell(model, short, tmp_path):
     ids, tokens, _, cache = short
-    lens = I.logit_lens(model, cache, ids, k=3)
+    lens = inspection.logit_lens(model, cache, ids, k=3)
     fig = viz.logit_lens(lens, max_positions=8)
     ax = fig.axes[0]
     np.testing.assert_array_equal(ax.images[0].get_array(), lens.top_probs[:, -8:, 0])
@@ -238,7 +238,7 @@ def test_next_token_distribution_reads_a_generation_trace_step(model):
 
 
 def test_positional_embedding_and_its_principal_components(model, tmp_path):
-    wpe = I.positional_embedding(model)[:256]
+    wpe = inspection.positional_embedding(model)[:256]
     fig = viz.positional_embedding(wpe, n_components=3)
     matrix, curves, plane = fig.axes[0], fig.axes[2], fig.axes[3]
     np.testing.assert_array_equal(matrix.images[0].get_array(), wpe.astype(np.float64))
@@ -252,7 +252,7 @@ def test_positional_embedding_and_its_principal_components(model, tmp_path):
 
 def test_logit_attribution_plot(model, short, tmp_path):
     ids, tokens, _, cache = short
-    dla = I.direct_logit_attribution(model, cache)
+    dla = inspection.direct_logit_attribution(model, cache)
     fig = viz.logit_attribution(dla)
     np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), dla.heads)
     bars = fig.axes[2]
