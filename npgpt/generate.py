@@ -1,39 +1,38 @@
-"""Text generation with the KV cache: greedy, sampling, beam search, streaming, and scoring text.
-
-Generating one token is: run the model on what it has not seen yet, take the logits of the last
-position, turn them into a choice, append the choice, repeat. The first call ("prefill") feeds the
-whole prompt and fills the KV cache; every later call ("decode") feeds one token per row and reads
-the past from the cache, so a step costs the same at token 10 and at token 1000.
-
-How the logits become a token, in the order Hugging Face ``transformers`` applies them:
-
-    logits [n_vocab]
-      -> repetition_penalty  tokens already in the row: positive logits / penalty, negative * penalty
-      -> apply_temperature   logits / temperature (temperature=0 means greedy: argmax, no sampling)
-      -> top_k_filter        keep the k largest logits, -inf elsewhere
-      -> top_p_filter        keep the smallest set of tokens whose probabilities add up to >= p
-      -> min_p_filter        keep tokens with probability >= min_p * (the top token's probability)
-      -> sample              draw from softmax(logits) with an explicit np.random.Generator
-
-Each step is a small pure function on a logits array with a worked example in its docstring; none
-changes its input. Randomness only comes from ``np.random.Generator`` objects: ``seed`` (an int
-or a Generator) is split into one independent generator per output row (``Generator.spawn``), so a
-row's sample does not depend on which other rows share the batch.
+"""Text generation: greedy decoding and sampling, batched and streaming, with stop strings and
+sliding windows. The public API of generation lives here.
 
 Entry points (``model.generate`` and ``model.stream`` call the first two):
 
     generate(model, prompt_or_prompts, **settings)  -> str | list[str] | list[list[str]]
     stream(model, prompt, **settings)               -> TextStream, an iterator of text pieces
     generate_ids(model, prompt_or_prompts, **settings) -> GenerationResult (ids, text, traces, timing)
-    beam_search(model, prompt, num_beams=4, ...)    -> list[Beam], best first
+    beam_search(model, prompt, num_beams=4, ...)    -> list[Beam], best first   (npgpt/beam.py)
     score(model, text_or_ids, ...)                  -> TextScore (per-token log-probs, perplexity)
+                                                                                  (npgpt/scoring.py)
 
-The settings are the fields of ``GenerationSettings`` (its docstring lists them).
+The settings are the fields of ``GenerationSettings`` (its docstring lists them). Generation is
+split by job, in the order a token is made:
 
-Several prompts (and ``num_samples`` samples of each) run as one batch: prompts are left-padded to
-the longest, so every row's next token sits in the last column, and ``attention_mask`` keeps
-padding out of attention and out of the position count. A row that finishes (``<|endoftext|>``, a
-stop string, ``max_new_tokens``) leaves the batch (``KVCache.select``).
+    npgpt/decoding.py  prompts as ids, the end-of-text id, the context check, prefill, decode step
+    npgpt/sampling.py  the logits processors (temperature, top-k, top-p, min-p, repetition
+                       penalty) and choosing a token, pure functions on arrays
+    npgpt/generate.py  (this module) settings, results, stop strings, and the decoding loop:
+
+        prefill   all rows' prompts, left-padded, into a new KV cache  -> the next-token logits
+        choose    process the logits (``process_logits``), argmax or sample each row
+        accept    append each row's token; hand out the text it completes; a row ends at
+                  <|endoftext|>, a stop string or max_new_tokens
+        stop or   finished rows leave the batch (``KVCache.select``); the rest get one decode
+        continue  step (one token per row), or a fresh prefill when a sliding window is full
+
+    npgpt/traces.py    what ``trace=True`` records per token (``StepTrace``)
+    npgpt/beam.py      beam search, on the same prefill and decode step
+    npgpt/scoring.py   log-probabilities and perplexity of a given text
+
+Randomness only comes from ``np.random.Generator`` objects: ``seed`` (an int or a Generator) is
+split into one independent generator per output row, so a row's sample does not depend on which
+other rows share the batch. Several prompts (and ``num_samples`` samples of each) run as one
+batch.
 
 The context limit: a prompt plus ``max_new_tokens`` longer than the model's ``n_ctx`` (1024) is an
 ``InputError`` by default. With ``sliding_window=True`` generation goes on past it: when the
@@ -45,10 +44,8 @@ need a full prefill per token, because GPT-2's learned positions shift with the 
 Leaves out: speculative decoding, constrained decoding (grammars, banned words), typical/eta
 sampling, contrastive search, and sampling inside beam search.
 
-References: Holtzman et al. 2019 (nucleus / top-p sampling), Keskar et al. 2019 (CTRL:
-repetition penalty), Nguyen et al. 2024 (min-p), Hugging Face ``transformers``'
-``generation/logits_process.py`` (whose semantics these functions follow) and its perplexity guide
-(strided windows, used by ``score``).
+Reference: Hugging Face ``transformers``' ``generation/utils.py`` (whose greedy, sampling and
+batched left-padded generation the tests compare with token for token).
 """
 
 from __future__ import annotations
@@ -60,139 +57,33 @@ from typing import Iterator, Mapping
 
 import numpy as np
 
-from .errors import InputError
 from .activations import ActivationCache
-from .forward import forward as gpt2
-from .model import log_softmax
+from .beam import Beam, beam_search
+from .decoding import check_context, decode_step, encode_prompts, end_of_text_id, prefill
+from .errors import InputError
+from .kv_cache import KVCache
+from .sampling import (
+    Logits,
+    apply_temperature,
+    choose,
+    min_p_filter,
+    probabilities,
+    repetition_penalty,
+    row_generators,
+    sample,
+    top_k_filter,
+    top_k_ids,
+    top_p_filter,
+)
+from .scoring import TextScore, score
+from .traces import StepTrace, TokenProb, row_cache, trace_step
 
-Logits = np.ndarray  # [n_vocab] or [batch, n_vocab]
-
-
-# ---- sampling helpers: pure functions on logits --------------------------------------------------
-
-
-def probabilities(logits: np.ndarray) -> np.ndarray:
-    """softmax(logits) along the last axis, in float64: the distribution a token is drawn from.
-
-    >>> probabilities(np.array([0.0, np.log(3.0), -np.inf]))
-    array([0.25, 0.75, 0.  ])
-    """
-    return np.exp(log_softmax(logits))
-
-
-def repetition_penalty(logits: Logits, previous_ids, penalty: float) -> Logits:
-    """Make tokens that already occur in the row less likely (CTRL, Keskar et al. 2019).
-
-    A seen token's logit is divided by ``penalty`` if positive and multiplied by it if negative,
-    so ``penalty > 1`` always lowers it (``< 1`` raises it). Each distinct token counts once,
-    however often it occurred. ``previous_ids``: the row's ids (prompt and generated so far) for
-    1-D logits, or one such sequence per row for [batch, n_vocab] logits.
-
-    >>> repetition_penalty(np.array([2.0, -2.0, 1.0]), [0, 1, 1], 2.0)
-    array([ 1., -4.,  1.])
-    """
-    if penalty <= 0:
-        raise InputError(f"repetition_penalty must be > 0 (1.0 means none), got {penalty}")
-    out = np.array(logits, copy=True)
-    rows = out[None] if out.ndim == 1 else out
-    per_row = [previous_ids] if out.ndim == 1 else previous_ids
-    if len(per_row) != rows.shape[0]:
-        raise InputError(f"repetition_penalty got {len(per_row)} id sequences for {rows.shape[0]} rows of logits")
-    for row, ids in zip(rows, per_row):
-        seen = np.unique(np.asarray(ids, dtype=np.int64))
-        if seen.size:
-            x = row[seen]
-            row[seen] = np.where(x < 0, x * penalty, x / penalty)
-    return out
-
-
-def apply_temperature(logits: Logits, temperature: float) -> Logits:
-    """Divide the logits by ``temperature``: < 1 sharpens the distribution, > 1 flattens it.
-
-    ``temperature=0`` is the limit "always the most likely token"; it is handled as greedy
-    decoding by the callers, so this function only takes ``temperature > 0``.
-
-    >>> apply_temperature(np.array([1.0, 2.0, -np.inf]), 0.5)
-    array([  2.,   4., -inf])
-    """
-    if not temperature > 0:
-        raise InputError(f"apply_temperature needs temperature > 0 (0 means greedy: use argmax), got {temperature}")
-    return np.asarray(logits) / temperature
-
-
-def top_k_filter(logits: Logits, k: int) -> Logits:
-    """Keep the ``k`` largest logits of each row and set the rest to -inf.
-
-    Ties with the k-th largest value are all kept (as in transformers). ``k`` at least the
-    vocabulary size keeps everything.
-
-    >>> top_k_filter(np.array([1.0, 3.0, 2.0, 0.5]), 2)
-    array([-inf,   3.,   2., -inf])
-    """
-    if k < 1:
-        raise InputError(f"top_k must be >= 1, got {k}")
-    logits = np.asarray(logits)
-    n_vocab = logits.shape[-1]
-    if k >= n_vocab:
-        return logits.copy()
-    kth_largest = np.partition(logits, n_vocab - k, axis=-1)[..., n_vocab - k, None]  # [..., 1]
-    return np.where(logits < kth_largest, -np.inf, logits)
-
-
-def top_p_filter(logits: Logits, p: float) -> Logits:
-    """Nucleus sampling (Holtzman et al. 2019): keep the smallest set of most likely tokens whose
-    probabilities add up to at least ``p``; always at least the top token.
-
-    Probabilities of [3, 2, 1, 0] (logits = their logs) are 0.5, 0.333, 0.167, 0: with p=0.6 the
-    top two add up to 0.833 >= 0.6 and the top one alone (0.5) does not, so two are kept.
-
-    >>> top_p_filter(np.log([3.0, 2.0, 1.0, 1e-9]), 0.6).round(3)
-    array([1.099, 0.693,  -inf,  -inf])
-    """
-    if not 0 < p <= 1:
-        raise InputError(f"top_p must be in (0, 1], got {p}")
-    logits = np.asarray(logits)
-    if p == 1:
-        return logits.copy()
-    order = np.argsort(-logits, axis=-1, kind="stable")  # most likely first
-    sorted_probs = np.take_along_axis(probabilities(logits), order, axis=-1)
-    mass_before = np.cumsum(sorted_probs, axis=-1) - sorted_probs  # probability of the tokens ranked above
-    keep_sorted = mass_before < p  # the first token has mass_before = 0 < p: always kept
-    keep = np.empty_like(keep_sorted)
-    np.put_along_axis(keep, order, keep_sorted, axis=-1)
-    return np.where(keep, logits, -np.inf)
-
-
-def min_p_filter(logits: Logits, min_p: float) -> Logits:
-    """Min-p sampling (Nguyen et al. 2024): keep tokens whose probability is at least ``min_p``
-    times the most likely token's; the threshold rises and falls with the model's confidence.
-
-    Probabilities 0.5, 0.3, 0.15, 0.05 with min_p=0.2: the threshold is 0.2 * 0.5 = 0.1.
-
-    >>> np.isfinite(min_p_filter(np.log([0.5, 0.3, 0.15, 0.05]), 0.2))
-    array([ True,  True,  True, False])
-    """
-    if not 0 <= min_p <= 1:
-        raise InputError(f"min_p must be in [0, 1], got {min_p}")
-    logits = np.asarray(logits)
-    # p_i >= min_p * p_max  <=>  logit_i >= logit_max + log(min_p): no softmax needed.
-    threshold = np.max(logits, axis=-1, keepdims=True) + (np.log(min_p) if min_p > 0 else -np.inf)
-    return np.where(logits >= threshold, logits, -np.inf)  # the top token always passes
-
-
-def sample(logits: np.ndarray, rng: np.random.Generator) -> int:
-    """Draw one token id from softmax(logits) ([n_vocab]), using ``rng`` only.
-
-    Inverse-CDF sampling: u ~ U[0, 1), the token is the first whose cumulative probability
-    exceeds u. Tokens at -inf have probability 0 and are never drawn.
-
-    >>> rng = np.random.default_rng(0)
-    >>> [sample(np.array([np.log(0.1), -np.inf, np.log(0.9)]), rng) for _ in range(10)]
-    [2, 2, 0, 0, 2, 2, 2, 2, 2, 2]
-    """
-    cdf = np.cumsum(probabilities(logits))
-    u = rng.random() * cdf[-1]
-    return int(min(np.searchsorted(cdf, u, side="right"), cdf.size - 1))
+__all__ = [  # what ``from npgpt.generate import ...`` has always offered, wherever it now lives
+    "generate", "generate_ids", "stream", "TextStream", "GenerationSettings", "GenerationResult",
+    "GenerationStats", "Completion", "StepTrace", "TokenProb", "process_logits", "encode_prompts",
+    "beam_search", "Beam", "score", "TextScore", "probabilities", "repetition_penalty",
+    "apply_temperature", "top_k_filter", "top_p_filter", "min_p_filter", "sample", "top_k_ids",
+]
 
 
 # ---- settings ----------------------------------------------------------------------------------
@@ -332,42 +223,6 @@ def process_logits(logits: Logits, s: GenerationSettings, previous_ids) -> Logit
 # ---- results -----------------------------------------------------------------------------------
 
 
-@dataclass(frozen=True)
-class TokenProb:
-    """A token and its probability: one of a trace step's alternatives."""
-
-    id: int
-    text: str | None  # the token on its own (None without a tokenizer)
-    prob: float
-
-
-@dataclass
-class StepTrace:
-    """Why one token was chosen: what the viz shows per generated token.
-
-    ``prob`` and ``top`` come from the model's own distribution (softmax of the raw logits, before
-    the penalty, temperature and filters); ``sampled_prob`` is the token's probability in the
-    distribution it was actually drawn from (1.0 for greedy). ``cache`` (only with
-    ``trace_cache=True``) holds the activations of the forward pass that produced this token's
-    logits, for this row alone, without batch axis or padding: the whole prompt at step 0
-    (``cache["pattern", 0]``: [n_head, n_prompt, n_prompt]), and the one position fed at later
-    steps ([n_head, 1, n_kv]: the new token's attention to everything before it). After a sliding
-    window shift, the step's cache covers the re-encoded window.
-    """
-
-    step: int  # 0 for the first generated token
-    token_id: int
-    token_text: str | None  # the token on its own; part of a multi-byte character decodes to U+FFFD
-    prob: float
-    sampled_prob: float
-    top: list[TokenProb]  # the model's trace_top_k most likely tokens, most likely first
-    cache: ActivationCache | None = None
-
-    @property
-    def logprob(self) -> float:
-        return math.log(self.prob) if self.prob > 0 else -math.inf
-
-
 @dataclass
 class Completion:
     """One generated row: a sample of one prompt."""
@@ -421,64 +276,6 @@ class GenerationResult:
 
     completions: list[Completion]
     stats: GenerationStats
-
-
-# ---- prompts -----------------------------------------------------------------------------------
-
-
-def _is_int_sequence(x) -> bool:
-    if isinstance(x, np.ndarray):
-        return x.ndim == 1 and (x.dtype.kind in "iu" or x.size == 0)
-    return isinstance(x, (list, tuple)) and all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in x)
-
-
-def _token_ids(model: GPT2, text_or_ids, what: str) -> list[int]:
-    """A text (encoded with the model's tokenizer, ``<|endoftext|>`` allowed) or token ids, as ids."""
-    if isinstance(text_or_ids, str):
-        if model.tokenizer is None:
-            raise InputError(
-                "this model has no tokenizer, so text cannot be encoded; pass token ids "
-                "(e.g. model.generate([464, 2068])), or set model.tokenizer = npgpt.Tokenizer.from_folder(...)"
-            )
-        return model.tokenizer.encode(text_or_ids, allowed_special="all")
-    if _is_int_sequence(text_or_ids):
-        return [int(i) for i in text_or_ids]
-    raise InputError(f"{what} must be a string or a list of token ids, got {type(text_or_ids).__name__}")
-
-
-def encode_prompts(model: GPT2, prompt_or_prompts) -> tuple[list[list[int]], bool]:
-    """Token ids of each prompt, and whether a single prompt was given.
-
-    A prompt is a str (needs ``model.tokenizer``) or a sequence of token ids; several prompts are
-    a list of those (or a 2-D array of ids). ``<|endoftext|>`` written in a text prompt is the
-    special token. An empty prompt starts from ``<|endoftext|>``, as GPT-2's unconditional samples
-    do.
-    """
-    p = prompt_or_prompts
-    if isinstance(p, str) or _is_int_sequence(p):
-        prompts, single = [p], True
-    elif isinstance(p, np.ndarray) and p.ndim == 2:
-        prompts, single = list(p), False
-    elif isinstance(p, (list, tuple)) and p:
-        prompts, single = list(p), False
-    else:
-        raise InputError(
-            f"a prompt must be a string, a list of token ids, or a list of those; got {type(p).__name__}"
-            + (" (empty)" if isinstance(p, (list, tuple)) else "")
-        )
-    out = []
-    for prompt in prompts:
-        ids = _token_ids(model, prompt, "each prompt")
-        if not ids:
-            eot = getattr(model.tokenizer, "eot_id", None)
-            if eot is None:
-                raise InputError("empty prompt: give at least one token (a model with a tokenizer starts from <|endoftext|>)")
-            ids = [eot]
-        bad = [i for i in ids if not 0 <= i < model.config.n_vocab]
-        if bad:
-            raise InputError(f"token id {bad[0]} is outside the vocabulary (0..{model.config.n_vocab - 1})")
-        out.append(ids)
-    return out, single
 
 
 # ---- streaming text with stop strings -----------------------------------------------------------
@@ -538,28 +335,60 @@ class _Row:
         self.tokens = list(prompt_ids)  # prompt + generated: what the repetition penalty and windows see
         self.start = 0  # the model sees tokens[start:] (moves only with sliding_window)
         self.completion = Completion(prompt_index, sample_index, list(prompt_ids), [], None, "length")
-        self.pieces: list[str] = []
-        self.assembler = assembler
-        self.rng = rng
+        self.pieces: list[str] = []  # the text handed out so far
+        self.assembler = assembler  # None without a tokenizer
+        self.rng = rng  # None for greedy
+        self.done = False
+
+    def window(self, n_ctx: int, keep: int) -> list[int]:
+        """The tokens the model sees; when they no longer fit in ``n_ctx`` (only with
+        sliding_window), the window moves so that the last ``keep`` remain."""
+        if len(self.tokens) - self.start > n_ctx:
+            self.start = len(self.tokens) - keep
+        return self.tokens[self.start :]
+
+    def append(self, token: int) -> None:
+        self.tokens.append(token)
+        self.completion.ids.append(token)
+
+    def feed(self, token: int) -> tuple[list[str], bool]:
+        """The text pieces ``token`` completes, and whether a stop string has appeared."""
+        if self.assembler is None:
+            return [], False
+        piece, stopped = self.assembler.feed(token)
+        return self._hand_out(piece), stopped
+
+    def finish(self, reason: str) -> list[str]:
+        """End the row; return the text held back until now (none after a stop string)."""
+        self.done = True
+        self.completion.finish_reason = reason
+        if self.assembler is None:
+            return []
+        pieces = self._hand_out(self.assembler.finish()) if reason != "stop" else []
+        self.completion.text = "".join(self.pieces)
+        return pieces
+
+    def _hand_out(self, piece: str) -> list[str]:
+        if not piece:
+            return []
+        self.pieces.append(piece)
+        return [piece]
 
 
-_HEADS_FIRST = {"attn.q", "attn.k", "attn.v", "attn.z", "attn.scores", "attn.pattern"}  # [n_head, n_seq, ...]
-_KEYS_LAST = {"attn.scores", "attn.pattern"}  # [..., n_kv]
+@dataclass
+class _Batch:
+    """The rows decoded together, and what the last forward pass left for them."""
+
+    rows: list[int]  # indices into _Engine.rows, one per batch row
+    logits: np.ndarray  # [batch, n_vocab] float32: each row's next-token logits
+    kv: KVCache
+    pads: list[int]  # each row's left padding in kv
+    n_seq: int  # positions the last forward pass fed: the prompt (prefill) or 1 (decode)
+    cache: ActivationCache | None  # that pass's activations (trace_cache only)
 
 
-def _row_cache(cache: ActivationCache, b: int, n_pad: int, n_seq: int, copy: bool) -> ActivationCache:
-    """Row ``b`` of a batched activation cache, with its left padding cut from both sequence axes."""
-    out = ActivationCache()
-    for name, value in cache.items():
-        x = value[b]  # drop the batch axis
-        suffix = name.split(".", 2)[2] if name.startswith("blocks.") else name
-        seq_axis = 1 if suffix in _HEADS_FIRST else 0
-        if n_pad and x.shape[seq_axis] == n_seq and n_seq > 1:  # not the last-position-only logits
-            x = np.take(x, np.arange(n_pad, n_seq), axis=seq_axis)
-        if n_pad and suffix in _KEYS_LAST:
-            x = x[..., n_pad:]
-        out[name] = np.array(x) if copy else x
-    return out
+_CONTEXT_REMEDY = ("lower max_new_tokens, shorten the prompt, or pass sliding_window=True "
+                   "(CLI: --sliding-window) to drop the oldest tokens as it goes")
 
 
 class _Engine:
@@ -569,169 +398,112 @@ class _Engine:
         self.model = model
         self.s = s = GenerationSettings.from_kwargs(settings)
         prompts, self.single = encode_prompts(model, prompt_or_prompts)
-        self.n_prompts = len(prompts)
-        n_ctx = model.config.n_ctx
-        tokenizer = model.tokenizer
-        if s.stop and tokenizer is None:
+        if s.stop and model.tokenizer is None:
             raise InputError("stop strings need a tokenizer to decode the output; this model has none")
-        longest = max(map(len, prompts))
-        if not s.sliding_window and longest + s.max_new_tokens > n_ctx:
-            raise InputError(
-                f"the prompt ({longest} tokens) plus max_new_tokens ({s.max_new_tokens}) is longer than the "
-                f"model's context (n_ctx={n_ctx}); lower max_new_tokens, shorten the prompt, or pass "
-                "sliding_window=True (CLI: --sliding-window) to drop the oldest tokens as it goes"
-            )
-        self.eos = None if s.ignore_eos else (s.eos_token_id if s.eos_token_id is not None else getattr(tokenizer, "eot_id", None))
+        if not s.sliding_window:
+            check_context(max(map(len, prompts)), s.max_new_tokens, model.config.n_ctx, _CONTEXT_REMEDY)
+        self.eos = end_of_text_id(model, s.eos_token_id, s.ignore_eos)
+        self.rows = self._new_rows(prompts)
+        self.keep = max(1, model.config.n_ctx * 3 // 4)  # tokens a sliding window keeps when it moves
+        self.stats = GenerationStats(prompt_tokens=sum(len(r.tokens) for r in self.rows), rows=len(self.rows))
+        self.done = False
+
+    def _new_rows(self, prompts: list[list[int]]) -> list[_Row]:
+        """``num_samples`` rows per prompt, prompt-major, each with its own generator."""
+        s, tokenizer = self.s, self.model.tokenizer
         n_rows = len(prompts) * s.num_samples
-        rngs = [None] * n_rows
-        if not s.greedy:
-            rngs = _row_generators(s.seed, n_rows)
-        self.rows = [
+        rngs = [None] * n_rows if s.greedy else row_generators(s.seed, n_rows)
+        return [
             _Row(p, i, j, _TextAssembler(tokenizer, s.stop) if tokenizer is not None else None, rngs[i * s.num_samples + j])
             for i, p in enumerate(prompts)
             for j in range(s.num_samples)
         ]
-        self.keep = max(1, n_ctx * 3 // 4)  # tokens a sliding window keeps when it moves
-        self.stats = GenerationStats(prompt_tokens=sum(len(r.tokens) for r in self.rows), rows=n_rows)
-        self.done = False
 
     def result(self) -> GenerationResult:
         if not self.done:
             raise RuntimeError("generation has not finished: iterate the stream to its end first")
         return GenerationResult([r.completion for r in self.rows], self.stats)
 
-    # -- forward passes --
-
-    def _forward(self, ids, attention_mask, kv, *, prefill):
-        """Last-position logits [batch, n_vocab] (float32), and the activation cache if traced."""
-        cache = ActivationCache() if self.s.trace_cache else None
-        logits = gpt2(
-            ids, self.model.params, self.model.config, attention_mask=attention_mask, kv_cache=kv,
-            hooks=self.s.hooks, cache=cache, last_only=prefill,
-        )
-        return logits[:, -1], cache  # [batch, n_vocab]
-
-    def _prefill(self, active: list[int]):
-        """Left-pad the active rows' contexts, encode them into a new KV cache, return the last logits."""
-        n_ctx = self.model.config.n_ctx
-        seqs = []
-        for r in active:
-            row = self.rows[r]
-            if len(row.tokens) - row.start > n_ctx:  # only with sliding_window: move this row's window
-                row.start = len(row.tokens) - self.keep
-            seqs.append(row.tokens[row.start :])
-        n_seq = max(map(len, seqs))
-        ids = np.zeros((len(seqs), n_seq), dtype=np.int64)  # [batch, n_seq]; pad id 0 is never attended to
-        mask = np.zeros((len(seqs), n_seq), dtype=bool)
-        for b, seq in enumerate(seqs):
-            ids[b, n_seq - len(seq) :] = seq
-            mask[b, n_seq - len(seq) :] = True
-        capacity = n_ctx if self.s.sliding_window else n_seq + max(self.s.max_new_tokens - 1, 0)
-        kv = self.model.new_kv_cache(batch=len(seqs), capacity=max(capacity, n_seq))
-        logits, cache = self._forward(ids, None if mask.all() else mask, kv, prefill=True)
-        pads = [n_seq - len(seq) for seq in seqs]
-        return logits, kv, pads, cache, n_seq
-
-    # -- the loop --
-
     def __iter__(self) -> Iterator[tuple[int, str]]:
-        s, stats = self.s, self.stats
+        """prefill, then choose -> accept -> stop or continue, until every row has finished."""
         start = time.perf_counter()
-        active = list(range(len(self.rows)))
-        if s.max_new_tokens == 0:
-            active = []
-        else:
-            logits, kv, pads, cache, n_seq = self._prefill(active)
+        batch = self._prefill(list(range(len(self.rows)))) if self.s.max_new_tokens else None
         step = 0
-        while active:
-            chosen, sampled = self._choose(logits, active)
-            still = []
-            for b, r in enumerate(active):
-                row, token = self.rows[r], int(chosen[b])
-                c = row.completion
-                if s.trace:
-                    c.steps.append(self._trace(step, token, logits[b], sampled, b, cache, pads[b], n_seq, len(active) > 1))
-                row.tokens.append(token)
-                c.ids.append(token)
-                stats.new_tokens += 1
-                if token == self.eos:
-                    c.finish_reason = "eos"
-                elif row.assembler is not None:
-                    piece, stopped = row.assembler.feed(token)
-                    if piece:
-                        row.pieces.append(piece)
-                        yield r, piece
-                    if stopped:
-                        c.finish_reason = "stop"
-                        c.text = "".join(row.pieces)
-                        continue
-                if c.finish_reason == "eos" or len(c.ids) == s.max_new_tokens:
-                    if row.assembler is not None:
-                        piece = row.assembler.finish()
-                        if piece:
-                            row.pieces.append(piece)
-                            yield r, piece
-                        c.text = "".join(row.pieces)
-                    continue
-                still.append(b)
+        while batch is not None:
+            tokens, chosen_from = self._choose(batch)
+            for b, r in enumerate(batch.rows):
+                token = int(tokens[b])
+                if self.s.trace:
+                    self.rows[r].completion.steps.append(self._trace(step, b, token, batch, chosen_from))
+                for piece in self._accept(self.rows[r], token):
+                    yield r, piece
             if step == 0:
-                stats.time_to_first_token = time.perf_counter() - start
+                self.stats.time_to_first_token = time.perf_counter() - start
             step += 1
-            if len(still) < len(active):  # finished rows leave the batch
-                active = [active[b] for b in still]
-                if not active:
-                    break
-                kv, pads = kv.select(still), [pads[b] for b in still]
-            if kv.length + 1 > kv.capacity:  # only with sliding_window: move the window
-                logits, kv, pads, cache, n_seq = self._prefill(active)
-                continue
-            ids = np.array([[self.rows[r].tokens[-1]] for r in active], dtype=np.int64)  # [batch, 1]
-            logits, cache = self._forward(ids, None, kv, prefill=False)
-            n_seq = 1
-        for row in self.rows:  # max_new_tokens=0
+            batch = self._continue(batch)
+        for row in self.rows:  # max_new_tokens=0: no row ever started
             if row.completion.text is None and row.assembler is not None:
                 row.completion.text = "".join(row.pieces)
-        stats.total_time = time.perf_counter() - start
+        self.stats.total_time = time.perf_counter() - start
         self.done = True
 
-    def _choose(self, logits: np.ndarray, active: list[int]):
-        """The next token of each active row, and the logits it was chosen from."""
+    # -- the steps --
+
+    def _prefill(self, rows: list[int]) -> _Batch:
+        """Encode the rows' windows, left-padded, into a new KV cache: the first step, and the
+        step after a sliding window moves."""
         s = self.s
-        if s.greedy and s.repetition_penalty == 1:
-            return np.argmax(logits, axis=-1), logits
-        x = process_logits(logits, s, [self.rows[r].tokens for r in active])  # [batch, n_vocab] float64
-        if s.greedy:
-            return np.argmax(x, axis=-1), x
-        return [sample(x[b], self.rows[r].rng) for b, r in enumerate(active)], x
+        seqs = [self.rows[r].window(self.model.config.n_ctx, self.keep) for r in rows]
+        cache = ActivationCache() if s.trace_cache else None
+        room = None if s.sliding_window else s.max_new_tokens - 1  # None: room for the whole context
+        logits, kv, pads = prefill(self.model, seqs, room, hooks=s.hooks, cache=cache)
+        return _Batch(rows, logits, kv, pads, max(map(len, seqs)), cache)
 
-    def _trace(self, step, token, logits, sampled, b, cache, n_pad, n_seq, batched) -> StepTrace:
-        probs = probabilities(logits)  # the model's own distribution
-        k = min(self.s.trace_top_k, probs.size)
-        top_ids = np.argpartition(-probs, k - 1)[:k] if k else np.array([], dtype=np.int64)
-        top_ids = top_ids[np.argsort(-probs[top_ids], kind="stable")]
-        decode = self.model.tokenizer.decode if self.model.tokenizer is not None else (lambda ids: None)
-        if self.s.greedy:
-            sampled_prob = 1.0
-        else:
-            sampled_prob = float(probabilities(sampled[b])[token])
-        return StepTrace(
-            step=step,
-            token_id=token,
-            token_text=decode([token]),
-            prob=float(probs[token]),
-            sampled_prob=sampled_prob,
-            top=[TokenProb(int(i), decode([int(i)]), float(probs[i])) for i in top_ids],
-            cache=_row_cache(cache, b, n_pad, n_seq, copy=batched) if cache is not None else None,
-        )
+    def _choose(self, batch: _Batch):
+        """The next token of each row, and the processed logits [batch, n_vocab] it was chosen from."""
+        s = self.s
+        x = batch.logits
+        if s.repetition_penalty != 1 or not s.greedy:
+            x = process_logits(x, s, [self.rows[r].tokens for r in batch.rows])  # float64
+        return choose(x, None if s.greedy else [self.rows[r].rng for r in batch.rows]), x
 
+    def _accept(self, row: _Row, token: int) -> list[str]:
+        """Append the token to its row; return the text pieces it completes. The row ends at the
+        end-of-text id (which is not text), a stop string, or max_new_tokens."""
+        row.append(token)
+        self.stats.new_tokens += 1
+        if token == self.eos:
+            return row.finish("eos")
+        pieces, stopped = row.feed(token)
+        if stopped:
+            return pieces + row.finish("stop")
+        if len(row.completion.ids) == self.s.max_new_tokens:
+            return pieces + row.finish("length")
+        return pieces
 
-def _row_generators(seed, n_rows: int) -> list[np.random.Generator]:
-    """One independent generator per row, derived from ``seed`` (an int, a Generator or None)."""
-    rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
-    try:
-        return rng.spawn(n_rows)
-    except (TypeError, AttributeError):  # a Generator built without a SeedSequence cannot spawn
-        return [np.random.default_rng(s) for s in rng.integers(0, 2**63, size=n_rows)]
+    def _continue(self, batch: _Batch) -> _Batch | None:
+        """Stop or continue: finished rows leave the batch; the others get one decode step, or a
+        fresh prefill when a sliding window is full. None once every row has finished."""
+        going = [b for b, r in enumerate(batch.rows) if not self.rows[r].done]
+        if not going:
+            return None
+        rows, kv, pads = batch.rows, batch.kv, batch.pads
+        if len(going) < len(rows):
+            rows, kv, pads = [rows[b] for b in going], kv.select(going), [pads[b] for b in going]
+        if kv.length + 1 > kv.capacity:  # only with sliding_window: move the window
+            return self._prefill(rows)
+        cache = ActivationCache() if self.s.trace_cache else None
+        tokens = [self.rows[r].tokens[-1] for r in rows]
+        logits = decode_step(self.model, tokens, kv, hooks=self.s.hooks, cache=cache)  # [batch, n_vocab]
+        return _Batch(rows, logits, kv, pads, 1, cache)
+
+    def _trace(self, step: int, b: int, token: int, batch: _Batch, chosen_from: np.ndarray) -> StepTrace:
+        """Batch row ``b``'s trace of this step: its logits, and its activations without padding."""
+        activations = None
+        if batch.cache is not None:
+            activations = row_cache(batch.cache, b, batch.pads[b], batch.n_seq, copy=len(batch.rows) > 1)
+        return trace_step(step, token, batch.logits[b], None if self.s.greedy else chosen_from[b],
+                          self.model.tokenizer, self.s.trace_top_k, activations)
 
 
 # ---- entry points ------------------------------------------------------------------------------
@@ -822,184 +594,3 @@ def stream(model: GPT2, prompt, **settings) -> TextStream:
     return TextStream(engine)
 
 
-# ---- beam search -------------------------------------------------------------------------------
-
-
-@dataclass
-class Beam:
-    """A finished hypothesis of beam search."""
-
-    ids: list[int]  # generated ids (ending with <|endoftext|> if it finished there)
-    text: str | None
-    sum_logprob: float  # log P(ids | prompt) under the model
-    score: float  # sum_logprob / len(ids) ** length_penalty: what the beams are ranked by
-
-
-def beam_search(
-    model: GPT2,
-    prompt,
-    *,
-    num_beams: int = 4,
-    max_new_tokens: int = 50,
-    length_penalty: float = 1.0,
-    num_return: int = 1,
-    eos_token_id: int | None = None,
-    ignore_eos: bool = False,
-) -> list[Beam]:
-    """Beam search: keep the ``num_beams`` most likely continuations at every step.
-
-    Deterministic (no sampling, no temperature). Each step scores every (beam, next token) pair by
-    the beam's log-probability plus the token's, and keeps the best ``num_beams`` that do not end
-    in ``<|endoftext|>``; a candidate that does (ranked within the first ``num_beams``) becomes a
-    finished hypothesis scored ``sum_logprob / len(ids) ** length_penalty`` (> 0 favours longer
-    ones). The search ends at ``max_new_tokens`` (the running beams then finish too) or when
-    ``num_beams`` hypotheses are finished and the best running beam's score is below all of them
-    (transformers' ``early_stopping=False`` rule). Returns the best ``num_return`` hypotheses,
-    best first. Without an end-of-text token it is transformers' ``num_beams`` greedy search.
-    The beams are rows of one batch, reordered each step with ``KVCache.select``.
-    """
-    if not isinstance(num_beams, int) or num_beams < 1:
-        raise InputError(f"num_beams must be an integer >= 1, got {num_beams!r}")
-    if not isinstance(num_return, int) or not 1 <= num_return <= num_beams:
-        raise InputError(f"num_return must be between 1 and num_beams={num_beams}, got {num_return!r}")
-    if not isinstance(max_new_tokens, int) or max_new_tokens < 1:
-        raise InputError(f"max_new_tokens must be an integer >= 1, got {max_new_tokens!r}")
-    prompts, single = encode_prompts(model, prompt)
-    if not single:
-        raise InputError("beam_search takes one prompt")
-    prompt_ids = prompts[0]
-    n_ctx = model.config.n_ctx
-    if len(prompt_ids) + max_new_tokens > n_ctx:
-        raise InputError(
-            f"the prompt ({len(prompt_ids)} tokens) plus max_new_tokens ({max_new_tokens}) is longer than the "
-            f"model's context (n_ctx={n_ctx}); lower max_new_tokens or shorten the prompt"
-        )
-    tokenizer = model.tokenizer
-    eos = None if ignore_eos else (eos_token_id if eos_token_id is not None else getattr(tokenizer, "eot_id", None))
-
-    def finish(ids, sum_logprob):
-        text = tokenizer.decode([i for i in ids if i != eos]) if tokenizer is not None else None
-        return Beam(list(ids), text, float(sum_logprob), float(sum_logprob) / len(ids) ** length_penalty)
-
-    kv = model.new_kv_cache(batch=1, capacity=len(prompt_ids) + max_new_tokens - 1 or 1)
-    logits = gpt2(np.array([prompt_ids]), model.params, model.config, kv_cache=kv, last_only=True)[:, -1]
-    kv = kv.select([0] * num_beams)
-    beams: list[list[int]] = [[] for _ in range(num_beams)]
-    beam_logprobs = np.full(num_beams, -np.inf)
-    beam_logprobs[0] = 0.0  # at the start the beams are copies: let only the first one expand
-    logits = np.repeat(logits, num_beams, axis=0)  # [num_beams, n_vocab]
-    finished: list[Beam] = []
-    n_vocab = logits.shape[-1]
-    for step in range(max_new_tokens):
-        candidates = beam_logprobs[:, None] + log_softmax(logits)  # [num_beams, n_vocab]
-        flat = candidates.ravel()
-        n_cand = min(2 * num_beams, flat.size)
-        best = np.argpartition(-flat, n_cand - 1)[:n_cand]
-        best = best[np.argsort(-flat[best], kind="stable")]  # best first
-        next_beams, next_from, next_logprobs = [], [], []
-        for rank, flat_index in enumerate(best):
-            origin, token = divmod(int(flat_index), n_vocab)
-            if not np.isfinite(flat[flat_index]):
-                break
-            if token == eos:
-                if rank < num_beams:
-                    finished.append(finish(beams[origin] + [token], flat[flat_index]))
-                continue
-            next_beams.append(beams[origin] + [token])
-            next_from.append(origin)
-            next_logprobs.append(flat[flat_index])
-            if len(next_beams) == num_beams:
-                break
-        beams, beam_logprobs = next_beams, np.array(next_logprobs)
-        done = bool(beams) and len(finished) >= num_beams and (
-            beam_logprobs[0] / len(beams[0]) ** length_penalty < sorted(b.score for b in finished)[-num_beams]
-        )
-        if step == max_new_tokens - 1 or done or not beams:
-            break
-        kv = kv.select(next_from)
-        ids = np.array([[b[-1]] for b in beams], dtype=np.int64)
-        logits = gpt2(ids, model.params, model.config, kv_cache=kv)[:, -1]  # [num_beams, n_vocab]
-    finished += [finish(b, lp) for b, lp in zip(beams, beam_logprobs)] if not done else []
-    finished.sort(key=lambda b: -b.score)
-    return finished[:num_return]
-
-
-# ---- scoring text ------------------------------------------------------------------------------
-
-
-@dataclass
-class TextScore:
-    """Per-token log-probabilities of a text under a model, and its perplexity."""
-
-    ids: list[int]
-    tokens: list[str] | None  # each token's text (None without a tokenizer)
-    logprobs: list[float | None]  # natural log P(token | the tokens before it); None where not scored
-    window: int
-    stride: int
-
-    @property
-    def n_scored(self) -> int:
-        return sum(lp is not None for lp in self.logprobs)
-
-    @property
-    def mean_nll(self) -> float:
-        """Mean negative log-likelihood per scored token, in nats."""
-        scored = [lp for lp in self.logprobs if lp is not None]
-        return -sum(scored) / len(scored) if scored else float("nan")
-
-    @property
-    def perplexity(self) -> float:
-        """exp(mean negative log-likelihood): the model is as unsure as a uniform choice among this many."""
-        return math.exp(self.mean_nll) if self.n_scored else float("nan")
-
-
-def score(model: GPT2, text_or_ids, *, window: int | None = None, stride: int | None = None, prepend_eot: bool = False) -> TextScore:
-    """Log-probability of every token of a text given the ones before it, and the perplexity.
-
-    The first token has no context and gets no score, unless ``prepend_eot`` puts
-    ``<|endoftext|>`` before the text (GPT-2's start of a document), which then scores every
-    token. A text longer than ``window`` (default n_ctx) is read in overlapping windows that start
-    every ``stride`` tokens (default window // 2), as in Hugging Face's perplexity guide: each
-    token is scored once, in the first window where it is among the new tokens, so every token
-    after the first window sees at least ``window - stride`` tokens of context.
-    """
-    ids = _token_ids(model, text_or_ids, "score's text")
-    n_text = len(ids)
-    if prepend_eot:
-        eot = getattr(model.tokenizer, "eot_id", None)
-        if eot is None:
-            raise InputError("prepend_eot needs a tokenizer with <|endoftext|>")
-        ids = [eot] + ids
-    window = model.config.n_ctx if window is None else window
-    if not isinstance(window, int) or not 2 <= window <= model.config.n_ctx:
-        raise InputError(f"window must be an integer in 2..n_ctx={model.config.n_ctx}, got {window!r}")
-    stride = max(1, window // 2) if stride is None else stride
-    if not isinstance(stride, int) or not 1 <= stride < window:
-        raise InputError(f"stride must be an integer in 1..window-1={window - 1} (windows must overlap), got {stride!r}")
-    if len(ids) < 2:
-        raise InputError("score needs at least two tokens (the first one has no context), or prepend_eot=True")
-    bad = [i for i in ids if not 0 <= i < model.config.n_vocab]
-    if bad:
-        raise InputError(f"token id {bad[0]} is outside the vocabulary (0..{model.config.n_vocab - 1})")
-
-    logprobs: list[float | None] = [None] * len(ids)
-    scored_until = 1  # tokens before this index are scored (or unscorable: token 0)
-    begin = 0
-    while scored_until < len(ids):
-        end = min(begin + window, len(ids))
-        chunk = np.array([ids[begin:end]])  # [1, n_seq]
-        logits = gpt2(chunk, model.params, model.config)[0]  # [n_seq, n_vocab]
-        # logits at position t predict token t + 1: score tokens scored_until..end-1
-        targets = np.arange(scored_until, end)
-        for lo in range(0, targets.size, 256):  # float64 log-softmax, a few rows at a time
-            t = targets[lo : lo + 256]
-            lp = log_softmax(logits[t - 1 - begin])  # [rows, n_vocab]
-            for i, row in zip(t, lp):
-                logprobs[i] = float(row[ids[i]])
-        scored_until = end
-        begin += stride
-    if prepend_eot:
-        ids, logprobs = ids[1:], logprobs[1:]
-    assert len(ids) == n_text
-    tokens = model.tokenizer.decode_tokens(ids) if model.tokenizer is not None else None
-    return TextScore(ids=ids, tokens=tokens, logprobs=logprobs, window=window, stride=stride)

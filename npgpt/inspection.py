@@ -51,6 +51,7 @@ import numpy as np
 from .errors import InputError
 from .fast.model import unembed
 from .model import compute_dtype, layer_norm, log_softmax, softmax
+from .sampling import top_k_ids
 
 __all__ = [
     "token_labels", "residual_rows", "lens_logits", "logit_lens", "LogitLens",
@@ -208,9 +209,7 @@ def logit_lens(model, cache, ids=None, *, k: int = 5, positions=None, chunk: int
         for start in range(0, len(positions), chunk):
             pos = positions[start : start + chunk]
             probs = softmax(lens_logits(model, resid[pos]), axis=-1)  # [chunk, n_vocab]
-            top = np.argpartition(-probs, k - 1, axis=-1)[:, :k]  # k largest, unordered
-            order = np.argsort(-np.take_along_axis(probs, top, -1), axis=-1, kind="stable")
-            top = np.take_along_axis(top, order, -1)  # [chunk, k], most likely first
+            top = top_k_ids(probs, k)  # [chunk, k], most likely first
             top_ids[r, start : start + chunk] = top
             top_probs[r, start : start + chunk] = np.take_along_axis(probs, top, -1)
             nxt = next_ids[start : start + chunk]

@@ -13,13 +13,14 @@ import pytest
 
 import npgpt
 import npgpt.generate as gen
+import npgpt.sampling
+import npgpt.traces
 from npgpt.generate import (
     GenerationSettings,
     apply_temperature,
     beam_search,
     generate,
     generate_ids,
-    log_softmax,
     min_p_filter,
     probabilities,
     process_logits,
@@ -30,6 +31,7 @@ from npgpt.generate import (
     top_k_filter,
     top_p_filter,
 )
+from npgpt.model import log_softmax
 
 
 @pytest.fixture(scope="session")
@@ -69,7 +71,9 @@ def reference_greedy(model, ids, n):
 
 
 def test_docstring_examples():
-    failures, tried = doctest.testmod(gen, optionflags=doctest.NORMALIZE_WHITESPACE)
+    results = [doctest.testmod(m, optionflags=doctest.NORMALIZE_WHITESPACE)
+               for m in (gen, npgpt.sampling, npgpt.traces)]
+    failures, tried = (sum(counts) for counts in zip(*results))
     assert tried >= 8 and failures == 0  # log_softmax's example now runs with npgpt.model's
 
 
