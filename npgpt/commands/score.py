@@ -62,7 +62,7 @@ def read_source(source: str, force_text: bool) -> tuple[str, str]:
 
 
 def run(args: argparse.Namespace) -> int:
-    from ..generate import score
+    from ..scoring import score
 
     text, origin = read_source(args.source, args.text)
     if not text:
