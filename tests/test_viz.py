@@ -107,8 +107,8 @@ def test_attention_heatmap_cells_ticks_and_causal_structure(short, tmp_path):
     np.testing.assert_array_equal(data, cache["pattern", 1][2])
     assert np.all(data[np.triu_indices(len(ids), 1)] == 0)  # the future is masked: upper triangle zero
     assert np.all(data[np.tril_indices(len(ids))] > 0)
-    assert tick_texts(ax.get_xticklabels()) == viz.token_labels(tokens, for_font=True)
-    assert tick_texts(ax.get_yticklabels()) == viz.token_labels(tokens, for_font=True)
+    assert tick_texts(ax.get_xticklabels()) == viz.display_labels(tokens, for_font=True)
+    assert tick_texts(ax.get_yticklabels()) == viz.display_labels(tokens, for_font=True)
     assert "·cat" in tick_texts(ax.get_xticklabels()) and "⏎" in tick_texts(ax.get_xticklabels())
     assert len(fig.axes) == 2  # the heatmap and its colour bar
     for suffix in ("png", "svg", "pdf"):
@@ -152,7 +152,7 @@ def test_attention_grid_has_one_thumbnail_per_head(short, tmp_path):
 def test_head_heatmaps_entropy_and_scores(short, tmp_path):
     ids, tokens, _, cache = short
     scores = inspection.head_scores(cache, ids)
-    fig = viz.attention_entropy(scores.entropy, n_seq=len(ids))
+    fig = viz.entropy_heatmap(scores.entropy, n_seq=len(ids))
     ax = fig.axes[0]
     np.testing.assert_array_equal(ax.images[0].get_array(), scores.entropy)
     assert tick_texts(ax.get_xticklabels()) == ["0", "1", "2", "3"] and tick_texts(ax.get_yticklabels()) == ["0", "1"]
@@ -165,12 +165,12 @@ def test_head_heatmaps_entropy_and_scores(short, tmp_path):
 def test_attention_flow_draws_the_rollout(short, tmp_path):
     ids, tokens, _, cache = short
     flow = inspection.attention_flow(cache, position=10)
-    fig = viz.attention_flow(flow, tokens)
+    fig = viz.attention_flow_graph(flow, tokens)
     ax = fig.axes[0]
     points = ax.collections[-1].get_offsets()
     assert len(points) == 3 * 11  # (n_layer + 1) rows x the 11 positions up to the chosen one
     assert len(ax.collections[0].get_segments()) > 0
-    assert tick_texts(ax.get_xticklabels()) == viz.token_labels(tokens[:11], for_font=True)
+    assert tick_texts(ax.get_xticklabels()) == viz.display_labels(tokens[:11], for_font=True)
     assert tick_texts(ax.get_yticklabels()) == ["embed", "after L0", "after L1"]
     check_png(viz.save(fig, tmp_path / "flow.png"))
 
@@ -181,7 +181,7 @@ def test_attention_flow_draws_the_rollout(short, tmp_path):
 def test_residual_norms_plot(short, tmp_path):
     ids, tokens, _, cache = short
     norms = inspection.residual_norms(cache)
-    fig = viz.residual_norms(norms, tokens)
+    fig = viz.residual_norm_heatmap(norms, tokens)
     np.testing.assert_array_equal(fig.axes[0].images[0].get_array(), norms)
     assert len(fig.axes[0].get_xticklabels()) == len(ids)
     check_png(viz.save(fig, tmp_path / "resid.png"))
@@ -204,7 +204,7 @@ def test_mlp_activations_show_the_top_neurons(short, tmp_path):
 def test_logit_lens_table_writes_the_top_token_in_each_cell(model, short, tmp_path):
     ids, tokens, _, cache = short
     lens = inspection.logit_lens(model, cache, ids, k=3)
-    fig = viz.logit_lens(lens, max_positions=8)
+    fig = viz.logit_lens_heatmap(lens, max_positions=8)
     ax = fig.axes[0]
     np.testing.assert_array_equal(ax.images[0].get_array(), lens.top_probs[:, -8:, 0])
     texts = [t.get_text() for t in ax.texts]
@@ -239,7 +239,7 @@ def test_next_token_distribution_reads_a_generation_trace_step(model):
 
 def test_positional_embedding_and_its_principal_components(model, tmp_path):
     wpe = inspection.positional_embedding(model)[:256]
-    fig = viz.positional_embedding(wpe, n_components=3)
+    fig = viz.positional_embedding_plot(wpe, n_components=3)
     matrix, curves, plane = fig.axes[0], fig.axes[2], fig.axes[3]
     np.testing.assert_array_equal(matrix.images[0].get_array(), wpe.astype(np.float64))
     assert len(curves.lines) == 3 and len(curves.lines[0].get_xdata()) == 256
@@ -388,3 +388,13 @@ def test_cli_errors_are_one_clear_line(cli, model_folder, tmp_path, monkeypatch,
     err = capsys.readouterr().err
     assert err.startswith("npgpt: error: ") and message in err and err.count("\n") == 1
     assert list(tmp_path.iterdir()) == []  # nothing written
+
+
+def test_old_names_warn_and_still_draw():
+    # viz's drawing functions no longer share names with npgpt.inspection's computing ones.
+    import npgpt.inspection
+
+    for old, new in viz.RENAMED.items():
+        with pytest.warns(DeprecationWarning, match=f"viz.{new}"):
+            assert getattr(viz, old) is getattr(viz, new)
+    assert not (set(viz.__all__) & set(npgpt.inspection.__all__))

@@ -51,7 +51,7 @@ import numpy as np
 from npgpt._files import atomic_write
 from npgpt.errors import InputError
 
-from .labels import token_labels
+from .labels import display_labels
 
 __all__ = ["attention_view", "show_attention", "AttentionView", "quantise", "encode_patterns"]
 
@@ -152,7 +152,7 @@ def attention_view(patterns, tokens=None, *, keys=None, layers=None, title: str 
         "triangular": triangular,
         "compressed": bool(compress),
         "threshold": int(threshold),
-        "keys": token_labels(keys, max_len=24),
+        "keys": display_labels(keys, max_len=24),
         "key_text": keys,
         "data": base64.b64encode(data).decode("ascii"),
     }

@@ -55,7 +55,7 @@ def token_label(text: str, *, for_font: bool = False, max_len: int = MAX_LABEL) 
     return label
 
 
-def token_labels(tokens, *, for_font: bool = False, max_len: int = MAX_LABEL) -> list[str]:
+def display_labels(tokens, *, for_font: bool = False, max_len: int = MAX_LABEL) -> list[str]:
     return [token_label(str(t), for_font=for_font, max_len=max_len) for t in tokens]
 
 

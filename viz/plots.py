@@ -10,13 +10,13 @@
 | ``attention_heatmap`` | one head's pattern, tokens as tick labels | [n_seq, n_kv] or [n_head, n_seq, n_kv] + head |
 | ``attention_grid`` | a layer x head grid of thumbnails | the cache, or [n_layer, n_head, n_seq, n_kv] |
 | ``head_heatmap`` | one number per head (entropy, scores, DLA, ablation) | [n_layer, n_head] |
-| ``attention_entropy`` | mean attention entropy per head | [n_layer, n_head] |
-| ``residual_norms`` | residual-stream norm per layer and position | [n_layer + 1, n_seq] |
+| ``entropy_heatmap`` | mean attention entropy per head | [n_layer, n_head] |
+| ``residual_norm_heatmap`` | residual-stream norm per layer and position | [n_layer + 1, n_seq] |
 | ``mlp_activations`` | tokens x the most active MLP neurons | [n_seq, d_mlp] (``cache["post", l]``) |
-| ``logit_lens`` | each layer's top token and its probability | a ``LogitLens`` or arrays |
+| ``logit_lens_heatmap`` | each layer's top token and its probability | a ``LogitLens`` or arrays |
 | ``next_token_distribution`` | the top-k candidates of one generation step | token strings + probabilities |
-| ``positional_embedding`` | wpe and its principal components | [n_ctx, n_embd] |
-| ``attention_flow`` | one token's attention rollout across layers | an ``AttentionFlow`` or flow + mixing arrays |
+| ``positional_embedding_plot`` | wpe and its principal components | [n_ctx, n_embd] |
+| ``attention_flow_graph`` | one token's attention rollout across layers | an ``AttentionFlow`` or flow + mixing arrays |
 | ``logit_attribution`` | direct logit attribution of heads, MLPs, embeddings | a ``LogitAttribution`` or arrays |
 
 Figures are ``viz.plots.Figure``, a ``matplotlib.figure.Figure`` made without pyplot: no global
@@ -46,12 +46,12 @@ from matplotlib.ticker import MaxNLocator
 from npgpt._files import atomic_write
 from npgpt.errors import InputError
 
-from .labels import thinned, tick_step, token_labels
+from .labels import display_labels, thinned, tick_step
 
 __all__ = [
-    "attention_heatmap", "attention_grid", "head_heatmap", "attention_entropy", "residual_norms",
-    "mlp_activations", "logit_lens", "next_token_distribution", "positional_embedding",
-    "attention_flow", "logit_attribution", "layer_patterns", "save", "FORMATS", "Figure",
+    "attention_heatmap", "attention_grid", "head_heatmap", "entropy_heatmap", "residual_norm_heatmap",
+    "mlp_activations", "logit_lens_heatmap", "next_token_distribution", "positional_embedding_plot",
+    "attention_flow_graph", "logit_attribution", "layer_patterns", "save", "FORMATS", "Figure",
 ]
 
 FORMATS = (".png", ".svg", ".pdf")
@@ -116,7 +116,7 @@ def _labels(tokens, n: int, what: str) -> list[str]:
     tokens = list(tokens)
     if len(tokens) != n:
         raise InputError(f"{len(tokens)} {what} labels for {n} {what}s; pass one label per {what}")
-    return token_labels(tokens, for_font=True)
+    return display_labels(tokens, for_font=True)
 
 
 def _ticks(labels: list[str], length_in: float, fontsize: float = TICK_FONT) -> tuple[list[int], list[str], float]:
@@ -260,7 +260,7 @@ def head_heatmap(values, *, title: str = "", label: str = "", diverging: bool = 
     return fig
 
 
-def attention_entropy(entropy, *, n_seq: int | None = None, title: str | None = None) -> Figure:
+def entropy_heatmap(entropy, *, n_seq: int | None = None, title: str | None = None) -> Figure:
     """Mean attention entropy per head ([n_layer, n_head], nats; ``HeadScores.entropy``).
 
     Low: the head looks at few tokens (previous token, first token, a copy); high: it averages.
@@ -272,7 +272,7 @@ def attention_entropy(entropy, *, n_seq: int | None = None, title: str | None = 
     return head_heatmap(entropy, title=title or f"mean attention entropy per head (nats{ref})", label="nats")
 
 
-def attention_flow(flow, tokens=None, *, mixing=None, max_edges: int = 150, title: str | None = None) -> Figure:
+def attention_flow_graph(flow, tokens=None, *, mixing=None, max_edges: int = 150, title: str | None = None) -> Figure:
     """One token's attention rollout drawn as a layered graph (``npgpt.inspection.attention_flow``).
 
     flow: an ``AttentionFlow`` (or its [n_layer + 1, n_seq] flow array with ``mixing``). Rows are
@@ -333,7 +333,7 @@ def attention_flow(flow, tokens=None, *, mixing=None, max_edges: int = 150, titl
 # ---- residual stream and MLP -------------------------------------------------------------------
 
 
-def residual_norms(norms, tokens=None, *, row_labels=None, title: str | None = None) -> Figure:
+def residual_norm_heatmap(norms, tokens=None, *, row_labels=None, title: str | None = None) -> Figure:
     """Residual-stream L2 norm per layer (rows) and position (columns), and its mean per layer.
 
     norms: [n_layer + 1, n_seq] (``npgpt.inspection.residual_norms``): row 0 the embeddings.
@@ -412,7 +412,7 @@ def mlp_activations(post, tokens=None, *, layer: int | None = None, neurons=None
 # ---- predictions -------------------------------------------------------------------------------
 
 
-def logit_lens(lens, top_tokens=None, *, row_labels=None, tokens=None, max_positions: int = 20,
+def logit_lens_heatmap(lens, top_tokens=None, *, row_labels=None, tokens=None, max_positions: int = 20,
                title: str | None = None) -> Figure:
     """The logit lens as a table: rows are layers, columns positions; each cell is coloured by the
     top token's probability and shows that token.
@@ -441,7 +441,7 @@ def logit_lens(lens, top_tokens=None, *, row_labels=None, tokens=None, max_posit
         raise InputError(f"top_tokens must be {n_rows} rows of {n_pos} strings, like the probabilities")
     start = max(0, n_pos - max_positions)
     probs, correct = probs[:, start:], correct[:, start:]
-    cells = [[token_labels([t], for_font=True, max_len=10)[0] for t in row[start:]] for row in top_tokens]
+    cells = [[display_labels([t], for_font=True, max_len=10)[0] for t in row[start:]] for row in top_tokens]
     labels = _labels(tokens, n_pos, "position")[start:] if tokens is not None else [str(i) for i in range(start, n_pos)]
     rows = list(row_labels) if row_labels is not None else [str(i) for i in range(n_rows)]
     n_show = probs.shape[1]
@@ -490,7 +490,7 @@ def next_token_distribution(tokens, probs=None, *, chosen: int | str | None = No
     if isinstance(chosen, str):
         chosen = tokens.index(chosen) if chosen in tokens else None
     order = np.argsort(-p, kind="stable")
-    labels = token_labels([tokens[i] for i in order], for_font=True, max_len=20)
+    labels = display_labels([tokens[i] for i in order], for_font=True, max_len=20)
     k = len(order)
     h = 0.28 * k + 1.0
     fig = _figure(6.0, h + 0.3)
@@ -556,7 +556,7 @@ def logit_attribution(dla, *, mlp=None, others=None, title: str | None = None) -
 # ---- embeddings --------------------------------------------------------------------------------
 
 
-def positional_embedding(wpe, *, n_components: int = 3, title: str | None = None) -> Figure:
+def positional_embedding_plot(wpe, *, n_components: int = 3, title: str | None = None) -> Figure:
     """The positional embedding matrix and its principal components.
 
     wpe: [n_ctx, n_embd] (``npgpt.inspection.positional_embedding(model)``). Left: the matrix;

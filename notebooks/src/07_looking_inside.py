@@ -96,7 +96,7 @@ viz.attention_heatmap(probe_cache["pattern", int(layer)], inspection.token_label
 
 # %%
 lens = inspection.logit_lens(model, cache, ids, k=3)
-viz.logit_lens(lens, max_positions=16)
+viz.logit_lens_heatmap(lens, max_positions=16)
 
 # %% [markdown]
 # ## Direct logit attribution

@@ -103,7 +103,7 @@ def run(args: argparse.Namespace) -> int:
     model = load_model(args.model, args.dtype)
     if view == "positions":
         title = f"positional embedding of {model.name or args.model}"
-        return _save(viz, viz.positional_embedding(inspection.positional_embedding(model), title=title), output, args)
+        return _save(viz, viz.positional_embedding_plot(inspection.positional_embedding(model), title=title), output, args)
     ids = _tokenize(model, read_prompt(args.text))
     run = Run(args, model, ids, inspection.token_labels(model, ids), *model.run_with_cache(ids))
     if view == "html":
@@ -180,14 +180,14 @@ def _next_token(run, viz, inspection):
 DRAW = {
     "attention": _attention,
     "grid": lambda run, viz, inspection: viz.attention_grid(run.cache, run.tokens, gamma=run.args.gamma if run.args.gamma != 1.0 else 0.5),
-    "logit-lens": lambda run, viz, inspection: viz.logit_lens(inspection.logit_lens(
+    "logit-lens": lambda run, viz, inspection: viz.logit_lens_heatmap(inspection.logit_lens(
         run.model, run.cache, run.ids, k=1, positions=np.arange(max(0, len(run.ids) - 20), len(run.ids)))),
     "activations": lambda run, viz, inspection: viz.mlp_activations(
         run.cache["post", _check_layer_head(run.model, run.args.layer)], run.tokens, layer=_check_layer_head(run.model, run.args.layer)),
-    "residual": lambda run, viz, inspection: viz.residual_norms(inspection.residual_norms(run.cache), run.tokens),
-    "entropy": lambda run, viz, inspection: viz.attention_entropy(inspection.head_scores(run.cache, run.ids).entropy, n_seq=len(run.ids)),
+    "residual": lambda run, viz, inspection: viz.residual_norm_heatmap(inspection.residual_norms(run.cache), run.tokens),
+    "entropy": lambda run, viz, inspection: viz.entropy_heatmap(inspection.head_scores(run.cache, run.ids).entropy, n_seq=len(run.ids)),
     "scores": _scores,
-    "flow": lambda run, viz, inspection: viz.attention_flow(inspection.attention_flow(run.cache, run.args.position), run.tokens),
+    "flow": lambda run, viz, inspection: viz.attention_flow_graph(inspection.attention_flow(run.cache, run.args.position), run.tokens),
     "attribution": _attribution,
     "ablation": lambda run, viz, inspection: viz.head_heatmap(
         inspection.ablation_scan(run.model, run.ids, target=_target(run.args.target), position=run.args.position),
