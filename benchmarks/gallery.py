@@ -1,20 +1,24 @@
-"""Render every view of ``viz`` for one prompt into a folder, timing each; optionally measure the
-size of the HTML attention view at the full 1024-token context.
+"""The pictures of the README and docs/viz.md, drawn from a trained model, and every view of
+``viz`` for one prompt, timed; optionally the size of the HTML attention view at 1024 tokens.
 
-    python benchmarks/gallery.py                                  # random gpt2-shaped weights
-    python benchmarks/gallery.py --model weights/gpt2 --out /tmp/gallery
-    python benchmarks/gallery.py --docs                           # also refresh docs/img/*.png
-    python benchmarks/gallery.py --sizes                          # HTML size at 1024 tokens, 12 x 12 heads
+    python benchmarks/gallery.py --docs        # docs/img/*.png + docs/img/gallery.json, from the bundled model
+    python benchmarks/gallery.py --out /tmp/gallery                  # every view, the bundled model
+    python benchmarks/gallery.py --model gpt2 --out /tmp/gallery     # every view, gpt2 (after npgpt download gpt2)
+    python benchmarks/gallery.py --random --out /tmp/gallery         # random gpt2-shaped weights
+    python benchmarks/gallery.py --random --sizes                    # HTML size at 1024 tokens, 12 x 12 heads
 
-Without ``--model`` the weights are random, of gpt2's shape, with the attention's query/key
-weights scaled up (``--sharpen``, default 4) so that heads attend unevenly as trained ones do. The
-pictures then show how the views look, not what GPT-2 has learned: pass a real model folder for
-that.
+``--docs`` finds the heads it shows by their scores (``npgpt.inspection``), asserts what the
+captions say about them (a previous-token head above 0.5, induction heads that copy, the logit
+lens sharpening with depth) and writes the measured figures to ``docs/img/gallery.json``, which
+the README's captions quote and ``tests/test_gallery.py`` checks. ``--random`` weights are of
+gpt2's shape with the attention's query/key weights scaled up (``--sharpen``, default 4): they show
+how the views look, not what a model learned.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import sys
 import time
@@ -36,7 +40,9 @@ from npgpt import inspection  # noqa: E402
 # Public domain (Romeo and Juliet, II.2), with a repeat at the end for induction heads to find.
 PROMPT = ("ROMEO:\nBut soft, what light through yonder window breaks?\nIt is the east, and Juliet is the sun.\n"
           "JULIET:\nAy me!\nROMEO:\nShe speaks: O, speak again, bright angel!\nBut soft, what light through yonder window")
-DOCS = {"attention": "attention.png", "grid": "grid.png", "logit_lens": "logit_lens.png", "flow": "flow.png"}
+HELDOUT = ROOT / "tests" / "data" / "heldout_shakespeare.txt"  # text the bundled model never trained on
+# A passage (Richard II, III.2; public domain) that the evidence pictures show twice in a row.
+PASSAGE = "Let's talk of graves, of worms, and epitaphs;\nMake dust our paper and with rainy eyes\nWrite sorrow on the bosom of the earth.\n"
 
 
 def random_gpt2(sharpen: float, n_layer: int = 12):
@@ -48,6 +54,63 @@ def random_gpt2(sharpen: float, n_layer: int = 12):
         block["attn"]["c_attn"]["weight"][:, : 2 * n_embd] *= np.float32(sharpen)
     model.name = f"random gpt2 weights, attention sharpened x{sharpen:g}"
     return model
+
+
+def evidence(model, docs: Path, dpi: int) -> dict:
+    """The README's pictures, each chosen because it shows something, and the figures behind them.
+
+    Each claim a caption makes is asserted here on the model that drew it.
+    """
+    name = model.name or "model"
+    windows = inspection.text_windows(model, HELDOUT.read_text(encoding="utf-8"), n_seq=128, count=8)
+    previous = inspection.mean_head_scores(model, windows).previous_token
+    prev_head = inspection.best_head(previous)
+    probe = inspection.copying_probe(model, length=50, n_probe=4, seed=0)
+    ind_head = inspection.best_head(probe.scores.induction)
+    strong = [tuple(map(int, h)) for h in np.argwhere(probe.scores.induction >= 0.5 * probe.scores.induction.max())]
+    ablated = inspection.copying_probe(model, length=50, n_probe=4, seed=0, hooks=inspection.ablation_hooks(strong))
+    assert previous[prev_head] >= 0.5, previous.round(2)
+    assert probe.scores.induction[ind_head] >= 0.4 and probe.ratio <= 0.5, (probe.scores.induction.round(2), probe.ratio)
+    assert ablated.second_copy_loss > 2 * probe.second_copy_loss
+
+    ids = np.asarray(model.tokenizer.encode(PASSAGE * 2))
+    tokens = inspection.token_labels(model, ids)
+    _, cache = model.run_with_cache(ids)
+    text_ids = windows[0][:48]
+    _, text_cache = model.run_with_cache(text_ids)
+    lens = inspection.logit_lens(model, text_cache, text_ids, k=1)
+    sharpness = lens.top_probs[:, :, 0].mean(axis=1)  # [n_layer + 1]: mean p(top token) after each layer
+    right = np.nanmean(lens.next_probs, axis=1)  # [n_layer + 1]: mean p(the token that does come next)
+    # With tied embeddings the embeddings alone predict the input token itself (p near 1, wrong);
+    # the probability of the right next token is what grows with depth.
+    assert right[-1] > right[len(right) // 2] > right[0], right.round(3)
+
+    l, h = prev_head
+    pictures = {
+        "previous_token.png": viz.attention_heatmap(text_cache["pattern", l][:, :32, :32], inspection.token_labels(model, text_ids[:32]),
+                                                    head=h, layer=l),
+        "induction.png": viz.attention_heatmap(cache["pattern", ind_head[0]], tokens, head=ind_head[1], layer=ind_head[0]),
+        "grid.png": viz.attention_grid(cache, tokens, title=f"{name}: every head on a passage written twice"),
+        "copying.png": viz.copy_losses(probe, ablated=ablated, title=f"{name}: loss on 50 random tokens repeated "
+                                                                     f"(heads {', '.join(f'{a}.{b}' for a, b in strong)} ablated in red)"),
+        "logit_lens.png": viz.logit_lens_heatmap(lens, max_positions=16),
+    }
+    for file, fig in pictures.items():
+        viz.save(fig, docs / file, dpi=dpi)
+        print(f"wrote {docs / file}")
+    findings = {
+        "model": name, "config": {"n_layer": model.config.n_layer, "n_head": model.config.n_head},
+        "previous_token_head": [l, h], "previous_token_score": round(float(previous[prev_head]), 3),
+        "induction_head": list(ind_head), "induction_score": round(float(probe.scores.induction[ind_head]), 3),
+        "induction_heads_ablated": [list(x) for x in strong],
+        "copy_loss": {"first": round(probe.first_copy_loss, 3), "second": round(probe.second_copy_loss, 3),
+                      "second_with_heads_ablated": round(ablated.second_copy_loss, 3), "ratio": round(probe.ratio, 3)},
+        "logit_lens_mean_top_probability": [round(float(x), 3) for x in sharpness],
+        "logit_lens_mean_probability_of_next_token": [round(float(x), 3) for x in right],
+    }
+    (docs / "gallery.json").write_text(json.dumps(findings, indent=1) + "\n", encoding="utf-8")
+    print(json.dumps(findings, indent=1))
+    return findings
 
 
 def render(model, prompt: str, out: Path, layer: int, head: int, dpi: int) -> dict[str, Path]:
@@ -123,31 +186,31 @@ def measure_sizes(model) -> None:
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--model", default=None, help="a model folder or name (default: random gpt2-shaped weights)")
+    ap.add_argument("--model", default="shakespeare", help="a model folder or name (default: the bundled shakespeare)")
+    ap.add_argument("--random", action="store_true", help="random gpt2-shaped weights instead of --model")
     ap.add_argument("--prompt", default=PROMPT)
-    ap.add_argument("--out", default=os.path.join(os.environ.get("TMPDIR", "/tmp"), "npgpt-gallery"))
+    ap.add_argument("--out", default=None, help="draw every view into this folder")
     ap.add_argument("--layer", type=int, default=5)
     ap.add_argument("--head", type=int, default=1)
     ap.add_argument("--sharpen", type=float, default=4.0)
     ap.add_argument("--dpi", type=int, default=110)
-    ap.add_argument("--docs", action="store_true", help="also copy a few PNGs to docs/img/ for the README")
+    ap.add_argument("--docs", action="store_true", help="redraw docs/img/*.png and docs/img/gallery.json (a trained model)")
     ap.add_argument("--sizes", action="store_true", help="measure the HTML view at the full context instead")
     args = ap.parse_args(argv)
-    model = npgpt.load(args.model) if args.model else random_gpt2(args.sharpen)
+    model = random_gpt2(args.sharpen) if args.random else npgpt.load(args.model)
     print(f"model: {model!r} ({model.name})")
     if args.sizes:
         measure_sizes(model)
         return 0
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    layer = min(args.layer, model.config.n_layer - 1)
-    written = render(model, args.prompt, out, layer, min(args.head, model.config.n_head - 1), args.dpi)
     if args.docs:
-        docs = ROOT / "docs" / "img"
-        docs.mkdir(parents=True, exist_ok=True)
-        for name, file in DOCS.items():
-            (docs / file).write_bytes(written[name].read_bytes())
-            print(f"copied {written[name]} -> {docs / file}")
+        if args.random:
+            ap.error("--docs draws what a trained model learned: leave out --random")
+        evidence(model, ROOT / "docs" / "img", args.dpi)
+    if args.out or not args.docs:
+        out = Path(args.out or os.path.join(os.environ.get("TMPDIR", "/tmp"), "npgpt-gallery"))
+        out.mkdir(parents=True, exist_ok=True)
+        layer = min(args.layer, model.config.n_layer - 1)
+        render(model, args.prompt, out, layer, min(args.head, model.config.n_head - 1), args.dpi)
     return 0
 
 

@@ -18,14 +18,14 @@ from . import html
 from .html import AttentionView, attention_view, show_attention
 from .labels import display_labels, token_label
 from .plots import (
-    FORMATS, Figure, attention_flow_graph, attention_grid, attention_heatmap, entropy_heatmap, head_heatmap,
+    FORMATS, Figure, attention_flow_graph, copy_losses, attention_grid, attention_heatmap, entropy_heatmap, head_heatmap,
     layer_patterns, logit_attribution, logit_lens_heatmap, mlp_activations, next_token_distribution,
     positional_embedding_plot, residual_norm_heatmap, save,
 )
 
 __all__ = [
     "html", "AttentionView", "attention_view", "show_attention", "display_labels", "token_label",
-    "FORMATS", "Figure", "attention_flow_graph", "attention_grid", "attention_heatmap", "entropy_heatmap",
+    "FORMATS", "Figure", "attention_flow_graph", "copy_losses", "attention_grid", "attention_heatmap", "entropy_heatmap",
     "head_heatmap", "layer_patterns", "logit_attribution", "logit_lens_heatmap", "mlp_activations",
     "next_token_distribution", "positional_embedding_plot", "residual_norm_heatmap", "save",
 ]

@@ -14,6 +14,7 @@
 | ``residual_norm_heatmap`` | residual-stream norm per layer and position | [n_layer + 1, n_seq] |
 | ``mlp_activations`` | tokens x the most active MLP neurons | [n_seq, d_mlp] (``cache["post", l]``) |
 | ``logit_lens_heatmap`` | each layer's top token and its probability | a ``LogitLens`` or arrays |
+| ``copy_losses`` | loss per position on a random sequence repeated twice, with heads ablated | a ``CopyingProbe`` or [n_probe, 2 * length - 1] |
 | ``next_token_distribution`` | the top-k candidates of one generation step | token strings + probabilities |
 | ``positional_embedding_plot`` | wpe and its principal components | [n_ctx, n_embd] |
 | ``attention_flow_graph`` | one token's attention rollout across layers | an ``AttentionFlow`` or flow + mixing arrays |
@@ -51,7 +52,7 @@ from .labels import display_labels, thinned, tick_step
 __all__ = [
     "attention_heatmap", "attention_grid", "head_heatmap", "entropy_heatmap", "residual_norm_heatmap",
     "mlp_activations", "logit_lens_heatmap", "next_token_distribution", "positional_embedding_plot",
-    "attention_flow_graph", "logit_attribution", "layer_patterns", "save", "FORMATS", "Figure",
+    "attention_flow_graph", "logit_attribution", "layer_patterns", "save", "FORMATS", "Figure", "copy_losses",
 ]
 
 FORMATS = (".png", ".svg", ".pdf")
@@ -465,6 +466,39 @@ def logit_lens_heatmap(lens, top_tokens=None, *, row_labels=None, tokens=None, m
     cb = fig.colorbar(im, cax=cax)
     cb.ax.tick_params(labelsize=TICK_FONT)
     cb.set_label("p(top token)", fontsize=8)
+    return fig
+
+
+def copy_losses(losses, *, ablated=None, title: str | None = None) -> Figure:
+    """Loss per position on random tokens repeated twice (``npgpt.inspection.copying_probe``):
+    the first copy is unpredictable, the second is predictable only by copying. ``ablated``: the
+    same with some heads knocked out, drawn beside it.
+
+    losses, ablated: [n_probe, 2 * length - 1] or a ``CopyingProbe`` (its ``.losses``).
+    """
+    curves = {"model": losses, "heads ablated": ablated}
+    fig = _figure(7.0, 3.2)
+    ax = fig.subplots()
+    length = None
+    for (name, value), color in zip(curves.items(), ("tab:blue", "tab:red")):
+        if value is None:
+            continue
+        value = np.asarray(getattr(value, "losses", value), dtype=np.float64)
+        value = value.reshape(-1, value.shape[-1])
+        length = (value.shape[1] + 1) // 2
+        ax.plot(np.arange(1, value.shape[1] + 1), value.mean(axis=0), color=color, label=name, linewidth=1.2)
+    if length is None:
+        raise InputError("no losses given: pass copying_probe(model).losses")
+    ax.axvline(length - 0.5, color="gray", linestyle="--", linewidth=0.8)
+    ax.text(length / 2, 0.98, "first copy", transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=8)
+    ax.text(1.5 * length, 0.98, "second copy", transform=ax.get_xaxis_transform(), ha="center", va="top", fontsize=8)
+    ax.set_xlabel("position of the predicted token", fontsize=8)
+    ax.set_ylabel("loss (nats)", fontsize=8)
+    ax.set_ylim(bottom=0)
+    ax.tick_params(labelsize=TICK_FONT)
+    ax.legend(fontsize=8, loc="center left")
+    ax.set_title(title or "next-token loss on random tokens repeated twice", fontsize=10)
+    fig.tight_layout()
     return fig
 
 
