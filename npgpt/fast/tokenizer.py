@@ -302,21 +302,18 @@ def bpe_flat(pieces: list[bytes], table: MergeTable) -> tuple[np.ndarray, np.nda
     return flat, ends
 
 
+# How bpe_rows works: the pieces of n bytes are the columns of an [n, w] array of token ids, one part
+# per byte, and bpe runs in all of them at once. In a round, every piece merges its lowest-ranked pair,
+# the leftmost if tied, exactly as bpe does; a piece with no pair left to merge is finished and leaves.
+# The others are all one part shorter now: pieces of n parts have become pieces of n - 1 parts, the
+# same shape as the pieces that were n - 1 bytes long to begin with, which join them. So the loop
+# walks down from the longest piece's length to 1, one round per length, and each round is a fixed
+# number of NumPy calls for all the pieces. (Pieces are columns, not rows, so that "part j of every
+# piece" is one contiguous row of memory for those calls.) It pays off from a few dozen pieces
+# (FastTokenizer.batch_min), e.g. the new words of a long text. Pieces longer than a few hundred
+# bytes cost a round per byte each: bpe_heap is better for them.
 def bpe_rows(pieces: list[bytes], table: MergeTable) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """``bpe``'s loop for many pieces in lockstep. Yields blocks ``(index, ids)``: ``ids[k]`` is
-    the row of token ids that ``bpe`` makes of ``pieces[index[k]]``; rows in a block have one length.
-
-    The pieces of n bytes are the columns of an [n, w] array of token ids, one part per byte, and
-    ``bpe`` runs in all of them at once. In a round, every piece merges its lowest-ranked pair, the
-    leftmost if tied, exactly as ``bpe`` does; a piece with no pair left to merge is finished and
-    leaves. The others are all one part shorter now: pieces of n parts have become pieces of n - 1
-    parts, the same shape as the pieces that were n - 1 bytes long to begin with, which join them.
-    So the loop walks down from the longest piece's length to 1, one round per length, and each
-    round is a fixed number of NumPy calls for all the pieces. (Pieces are columns, not rows, so
-    that "part j of every piece" is one contiguous row of memory for those calls.) It pays off
-    from a few dozen pieces (``Tokenizer.batch_min``), e.g. the new words of a long text. Pieces
-    longer than a few hundred bytes cost a round per byte each: ``bpe_heap`` is better for them.
-    """
+    """``bpe`` for many pieces in lockstep: yields blocks ``(index, ids)``, ``ids[k]`` = pieces[index[k]]'s."""
     lengths = np.fromiter(map(len, pieces), dtype=np.int64, count=len(pieces))  # [n_pieces]
     if not lengths.all():
         raise ValueError("bpe_many/bpe_rows: every piece needs at least one byte, got an empty one")
