@@ -4,4 +4,5 @@
 blocked causal attention and less work when only the last position's logits are wanted. Each fast
 module may import its reference (to reuse it, and to be tested against it); a reference module
 never imports a fast one. ``npgpt/forward.py`` chooses between them, once.
+``npgpt/fast/tokenizer.py`` (``FastTokenizer``): the tokenizer's; ``engine_class`` chooses.
 """
