@@ -9,7 +9,7 @@
 
 ``--docs`` finds the heads it shows by their scores (``npgpt.inspection``), asserts what the
 captions say about them (a previous-token head above 0.5, induction heads that copy, the logit
-lens sharpening with depth) and writes the measured figures to ``docs/img/gallery.json``, which
+lens's probability of the right next token growing with depth) and writes the measured figures to ``docs/img/gallery.json``, which
 the README's captions quote and ``tests/test_gallery.py`` checks. ``--random`` weights are of
 gpt2's shape with the attention's query/key weights scaled up (``--sharpen``, default 4): they show
 how the views look, not what a model learned.

@@ -18,14 +18,13 @@ from pathlib import Path
 
 import numpy as np
 
+from .activations import ActivationCache
 from .config import PRESETS, GPT2Config, get_config
 from .errors import ConfigError, InputError, ModelNotFoundError, NpgptError, WeightsError
-from .activations import ActivationCache
 from .gpt2 import GPT2
 from .kv_cache import KVCache
 from .model import random_params
-
-__version__ = "0.1.0"
+from .version import __version__
 
 __all__ = [
     "GPT2", "GPT2Config", "PRESETS", "KVCache", "ActivationCache", "Tokenizer",
@@ -66,9 +65,9 @@ def random_model(config_or_preset: GPT2Config | str = "gpt2", seed: int | np.ran
     config = get_config(config_or_preset)
     tokenizer = None
     if config.n_vocab == 50257:
-        from .tokenizer import Tokenizer
+        from .engine import tokenizer_class
 
-        tokenizer = Tokenizer.gpt2()
+        tokenizer = tokenizer_class().gpt2()
     name = config_or_preset if isinstance(config_or_preset, str) else None
     return GPT2(config=config, params=random_params(config, seed), tokenizer=tokenizer, name=name and f"random-{name}")
 
@@ -106,8 +105,8 @@ def demo_model(prefer=("gpt2", "shakespeare"), seed: int = 0, verbose: bool = Tr
 
 def __getattr__(name):
     # The tokenizer is imported lazily so that `import npgpt` stays fast and the model works alone.
-    if name == "Tokenizer":
-        from .tokenizer import Tokenizer
+    if name == "Tokenizer":  # the fast engine: npgpt/engine.py chooses
+        from .engine import tokenizer_class
 
-        return Tokenizer
+        return tokenizer_class()
     raise AttributeError(f"module 'npgpt' has no attribute {name!r}")

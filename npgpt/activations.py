@@ -2,7 +2,7 @@
 and the tap through which the forward pass shows them.
 
 Every other place that needs an activation's name or the meaning of its axes reads ``ACTIVATIONS``:
-the activation cache below, generation's traces (``npgpt/generate.py`` cuts batch rows out of it),
+the activation cache below, generation's traces (``npgpt/traces.py`` cuts batch rows out of it),
 the hook-name check, the docs' table (``docs/architecture.md``) and a test that runs a forward pass
 and compares every cached array's shape with this table. Names follow TransformerLens.
 
@@ -142,3 +142,10 @@ class ActivationCache(dict):
     @property
     def n_layer(self) -> int:
         return sum(1 for k in self.keys() if k.endswith(".resid_pre"))
+
+
+def markdown_table() -> str:
+    """``ACTIVATIONS`` as a Markdown table (``docs/architecture.md`` holds it; a test keeps the two equal)."""
+    rows = ["| name | axes | what it is |", "|---|---|---|"]
+    rows += [f"| `{name}` | [{', '.join(axes)}] | {about} |" for name, (axes, about) in ACTIVATIONS.items()]
+    return "\n".join(rows)

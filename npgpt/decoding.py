@@ -21,7 +21,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
-from .forward import forward
+from .engine import forward
 from .kv_cache import KVCache
 
 
@@ -115,7 +115,7 @@ def prefill(model: GPT2, seqs: list[list[int]], room: int | None, *, hooks=None,
     (float32), the cache, and each row's padding.
 
     The cache holds the longest sequence plus ``room`` more positions (None: the whole context).
-    ``hooks`` and ``cache`` (a dict that receives every activation) as in ``npgpt.forward.forward``.
+    ``hooks`` and ``cache`` (a dict that receives every activation) as in ``npgpt.engine.forward``.
     """
     ids, mask, pads = left_pad(seqs)
     n_seq = ids.shape[1]

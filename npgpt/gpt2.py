@@ -2,7 +2,7 @@
 
 ``model.logits(ids)``, ``model.run_with_cache(ids)``, ``model.generate(prompt)``,
 ``model.stream(prompt)``: each checks its input once and hands it to the functions that do the
-work (``npgpt/forward.py``, ``npgpt/generate.py``). Nothing below this module imports it.
+work (``npgpt/engine.py``, ``npgpt/generate.py``). Nothing below this module imports it.
 
 Leaves out: the math (``npgpt/model.py``) and loading (``npgpt.load``, ``npgpt/weights.py``).
 """
@@ -16,7 +16,7 @@ import numpy as np
 from .activations import ActivationCache, Hooks
 from .config import GPT2Config
 from .errors import InputError
-from .forward import forward
+from .engine import forward
 from .kv_cache import KVCache
 from .model import compute_dtype
 
@@ -26,7 +26,7 @@ class GPT2:
     """A GPT-2: its config, its parameters and (when known) its tokenizer.
 
     The math lives in ``npgpt/model.py``; this class only checks inputs and calls ``forward``
-    (``npgpt/forward.py``, which picks the reference or the fast path).
+    (``npgpt/engine.py``, which picks the reference or the fast path).
     Methods accept ``ids`` as ``[n_seq]`` (one sequence) or ``[batch, n_seq]``; results keep that
     form (no batch axis in, none out).
     """

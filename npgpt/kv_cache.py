@@ -1,6 +1,6 @@
 """The KV cache: keys and values of the tokens seen so far, so decoding does not redo the past.
 
-Generation (``npgpt/generate.py``) makes one and hands it to the forward pass, which appends each
+Generation (``npgpt/decoding.py``) makes one and hands it to the forward pass, which appends each
 call's keys and values (``mha``) and then commits the call's tokens (``advance``). The reference
 forward pass and the fast one use it the same way.
 

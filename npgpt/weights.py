@@ -423,10 +423,10 @@ def _memory_dtype(dtype) -> np.dtype:
 
 def _load_tokenizer(folder: Path):
     """The folder's own tokenizer files, else GPT-2's when config.json's vocab_size fits, else None."""
-    from .tokenizer import Tokenizer
+    from .engine import tokenizer_class
 
     try:
-        return Tokenizer.from_folder(folder, fallback_to_gpt2=True)
+        return tokenizer_class().from_folder(folder, fallback_to_gpt2=True)
     except ModelNotFoundError:
         return None
 

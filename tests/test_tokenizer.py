@@ -55,11 +55,11 @@ from npgpt.fast.tokenizer import (
     bpe_rows,
     pretokenize_fast,
 )
+from npgpt import Tokenizer  # the fast engine, as every model loads it (npgpt/engine.py)
 from npgpt.tokenizer import (
     ENDOFTEXT,
     GPT2_SPLIT_PATTERN,
     Explanation,
-    Tokenizer,
     TokenizerFileError,
     _check_vocab_and_merges,
     bpe,

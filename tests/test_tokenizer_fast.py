@@ -3,7 +3,7 @@
 ``FastTokenizer`` must give exactly the reference ``Tokenizer``'s ids, decodings and explanations:
 on hand-picked tricky strings, random Unicode, random bytes decoded with errors="replace", a whole
 play-like text made here (cold and warm word cache, every merge path), and vocabularies other than
-GPT-2's. Also: the loaders build the fast engine, the reference on request, and the reference
+GPT-2's. Also: npgpt.engine chooses the fast engine, the loaders build their own class, and the reference
 module runs without ever importing the fast one. (The fast paths step by step, each against the
 plain step it replaces, and both against tiktoken: tests/test_tokenizer.py.)
 """
@@ -27,19 +27,20 @@ import npgpt
 import npgpt.fast.tokenizer
 from npgpt.errors import InputError
 from npgpt.fast.tokenizer import FastTokenizer
-from npgpt.tokenizer import ENDOFTEXT, GPT2_N_VOCAB, Tokenizer, bytes_to_unicode, engine_class, gpt2_files
+from npgpt.engine import tokenizer_class
+from npgpt.tokenizer import ENDOFTEXT, GPT2_N_VOCAB, Tokenizer, bytes_to_unicode, gpt2_files
 
 PROPERTY = settings(max_examples=200, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture(scope="session")
 def fast() -> FastTokenizer:
-    return Tokenizer.gpt2()
+    return FastTokenizer.gpt2()
 
 
 @pytest.fixture(scope="session")
 def ref() -> Tokenizer:
-    return Tokenizer.gpt2(engine="reference")
+    return Tokenizer.gpt2()
 
 
 def fresh_pair(vocab, merges, **fast_settings) -> tuple[Tokenizer, FastTokenizer]:
@@ -154,29 +155,30 @@ def test_the_same_tables_and_decoding(fast, ref):
     assert [a.feed(i) for i in ref.encode("ok 👍🏽!")] == [b.feed(i) for i in ref.encode("ok 👍🏽!")]
 
 
-def test_the_loaders_build_the_fast_engine_and_the_reference_on_request(tmp_path, fast, ref):
+def test_the_engine_module_chooses_the_fast_tokenizer_and_the_loaders_build_their_own_class(tmp_path, fast, ref):
     assert type(fast) is FastTokenizer and isinstance(fast, Tokenizer) and npgpt.Tokenizer.gpt2() is fast
-    assert type(ref) is Tokenizer and Tokenizer.gpt2(engine="reference") is ref
-    assert engine_class("fast") is FastTokenizer and engine_class("reference") is Tokenizer
+    assert npgpt.Tokenizer is tokenizer_class() is tokenizer_class("fast") is FastTokenizer
+    assert type(ref) is Tokenizer and Tokenizer.gpt2() is ref and tokenizer_class("reference") is Tokenizer
     with pytest.raises(InputError, match="engine must be one of"):
-        Tokenizer.gpt2(engine="rust")
+        tokenizer_class("rust")
     encoder_json, vocab_bpe = gpt2_files()
     (tmp_path / "vocab.json").write_bytes(Path(encoder_json).read_bytes())
     (tmp_path / "merges.txt").write_bytes(Path(vocab_bpe).read_bytes())
-    assert type(Tokenizer.from_folder(tmp_path)) is FastTokenizer
-    assert type(FastTokenizer.from_folder(tmp_path, engine="reference")) is Tokenizer
-    loaded = Tokenizer.from_files(tmp_path / "vocab.json", tmp_path / "merges.txt", engine="reference")
+    assert type(FastTokenizer.from_folder(tmp_path)) is FastTokenizer
+    assert type(Tokenizer.from_folder(tmp_path)) is Tokenizer
+    loaded = Tokenizer.from_files(tmp_path / "vocab.json", tmp_path / "merges.txt")
     assert loaded.encoder == fast.encoder and loaded.merges == fast.merges  # fully parsed and checked
     (tmp_path / "config.json").write_text(json.dumps({"vocab_size": GPT2_N_VOCAB}))
     (tmp_path / "vocab.json").unlink()
-    assert Tokenizer.from_folder(tmp_path, fallback_to_gpt2=True, engine="reference") is ref
+    assert Tokenizer.from_folder(tmp_path, fallback_to_gpt2=True) is ref
+    assert type(npgpt.load("shakespeare").tokenizer) is FastTokenizer  # models load the fast one
 
 
 def test_the_reference_runs_without_importing_the_fast_module():
     script = (
         "import sys\n"
         "from npgpt.tokenizer import Tokenizer\n"
-        "tok = Tokenizer.gpt2(engine='reference')\n"
+        "tok = Tokenizer.gpt2()\n"
         "assert tok.encode('Hello world 👍') == [15496, 995, 50169, 235]\n"
         "assert tok.explain(' world').ids == [995]\n"
         "assert 'npgpt.fast.tokenizer' not in sys.modules, 'the reference imported the fast tokenizer'\n"
@@ -184,13 +186,11 @@ def test_the_reference_runs_without_importing_the_fast_module():
     subprocess.run([sys.executable, "-c", script], check=True, cwd=Path(__file__).parent.parent)
 
 
-def test_the_reference_names_the_fast_module_only_in_engine_class():
-    source = Path(npgpt.tokenizer.__file__).read_text(encoding="utf-8")
-    tree = ast.parse(source)
-    imports = [node for node in ast.walk(tree) if isinstance(node, ast.ImportFrom) and "fast" in (node.module or "")]
-    assert len(imports) == 1
-    engine = next(node for node in tree.body if isinstance(node, ast.FunctionDef) and node.name == "engine_class")
-    assert engine.lineno <= imports[0].lineno <= engine.end_lineno
+def test_the_reference_never_imports_the_fast_module():
+    tree = ast.parse(Path(npgpt.tokenizer.__file__).read_text(encoding="utf-8"))
+    imports = [node for node in ast.walk(tree) if isinstance(node, (ast.Import, ast.ImportFrom))]
+    assert imports and not any("fast" in (getattr(node, "module", None) or "") or
+                               any("fast" in alias.name for alias in node.names) for node in imports)
 
 
 def test_a_reference_tokenizer_pickles_without_its_cache(ref):

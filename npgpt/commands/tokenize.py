@@ -20,6 +20,7 @@ import os
 import sys
 
 from ..errors import InputError, ModelNotFoundError
+from ..engine import tokenizer_class
 from ..tokenizer import GPT2_MODEL_NAMES, Tokenizer
 
 # 256-colour backgrounds in the spirit of the online tokenizer views: purple, green, orange,
@@ -180,14 +181,14 @@ def _load_tokenizer(name_or_path: str | None) -> Tokenizer:
     this machine (``npgpt.hub.find_local``: the weights folder or the Hugging Face cache). Never
     downloads."""
     if name_or_path is None:
-        return Tokenizer.gpt2()
+        return tokenizer_class().gpt2()
     from ..hub import find_local
 
     folder = find_local(name_or_path)
     if folder is not None:
-        return Tokenizer.from_folder(folder, fallback_to_gpt2=True)
+        return tokenizer_class().from_folder(folder, fallback_to_gpt2=True)
     if name_or_path.removeprefix("openai-community/") in GPT2_MODEL_NAMES:
-        return Tokenizer.gpt2()  # every released GPT-2 size shares one tokenizer
+        return tokenizer_class().gpt2()  # every released GPT-2 size shares one tokenizer
     raise ModelNotFoundError(
         f"no model folder {name_or_path!r}; give a folder with vocab.json + merges.txt, the name of a "
         f"model on this machine, or one of {', '.join(GPT2_MODEL_NAMES)}"

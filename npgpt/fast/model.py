@@ -14,7 +14,7 @@ What changes, and why it is faster:
                       position's logits are wanted (generation's prefill)
     unembed           float16-held weights widened 8192 rows at a time, never a whole float32 copy
 
-Nothing is recorded and no hook runs here: ``npgpt/forward.py`` sends any call that wants to see
+Nothing is recorded and no hook runs here: ``npgpt/engine.py`` sends any call that wants to see
 or change activations to the reference.
 """
 

@@ -2,8 +2,7 @@
 
 ``FastTokenizer`` is a subclass of the reference ``Tokenizer``, with the same interface; only
 ``encode_ordinary`` (and the loading of GPT-2's own files) take other paths to the same results.
-The reference's ``engine_class`` chooses it for every loader (``Tokenizer.gpt2()``, ``from_files``,
-``from_folder``). Each path is checked against the plain step it replaces by the tests
+``npgpt/engine.py`` chooses it: ``npgpt.Tokenizer`` and every model's tokenizer are this class. Each path is checked against the plain step it replaces by the tests
 (``tests/test_tokenizer_fast.py``):
 
 - step 1, ``pretokenize_fast``: tiktoken's possessive form of GPT-2's pattern
@@ -440,13 +439,13 @@ class FastTokenizer(Tokenizer):
         self._lock = threading.Lock()
 
     @classmethod
-    def from_files(cls, vocab_path, merges_path, *, engine: str = "fast") -> Tokenizer:
+    def from_files(cls, vocab_path, merges_path) -> Tokenizer:
         """``Tokenizer.from_files``; GPT-2's own two files (``_read_gpt2_files``) without parsing
         or checks."""
         require_files(vocab_path, merges_path)
-        gpt2 = _read_gpt2_files(vocab_path, merges_path) if engine == "fast" else None
+        gpt2 = _read_gpt2_files(vocab_path, merges_path)
         if gpt2 is None:
-            return super().from_files(vocab_path, merges_path, engine=engine)
+            return super().from_files(vocab_path, merges_path)
         tokenizer = cls(*gpt2, name=folder_name(vocab_path))
         tokenizer._unmade_tokens = frozenset()  # (its merges were learned in order: see _unmade_tokens)
         return tokenizer

@@ -114,7 +114,7 @@ def _model_info(repo_id: str, revision: str | None):
     from huggingface_hub import HfApi, constants
     from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError, RevisionNotFoundError
 
-    from .. import __version__
+    from ..version import __version__
 
     endpoint = hub_endpoint()
     api = HfApi(endpoint=endpoint, library_name="npgpt", library_version=__version__)
@@ -234,7 +234,7 @@ def _download_blob(repo_id: str, commit: str, info: RemoteFile, progress: bool) 
     from huggingface_hub import get_hf_file_metadata, hf_hub_url
     from huggingface_hub.utils import WeakFileLock, build_hf_headers
 
-    from .. import __version__
+    from ..version import __version__
 
     endpoint = hub_endpoint()
     url = hf_hub_url(repo_id, info.name, revision=commit, endpoint=endpoint)

@@ -166,7 +166,9 @@ def learn_tokenizer(text: str, vocab_size: int, *, min_count: int = 2, name: str
     if not text:
         raise InputError("cannot learn a tokenizer from empty text; give a text file with some content")
     merges = [pair for pair, _ in learn_merges(text, vocab_size, min_count=min_count, progress=progress)]
-    return Tokenizer(build_vocab(merges), merges, name=name)
+    from ..engine import tokenizer_class
+
+    return tokenizer_class()(build_vocab(merges), merges, name=name)
 
 
 def learn_tokenizer_from_file(path: str | os.PathLike, vocab_size: int, out: str | os.PathLike | None = None, **options) -> Tokenizer:

@@ -56,7 +56,7 @@ def save_checkpoint(folder: str | os.PathLike, model: GPT2, optimizer: AdamW, st
 
 def load_checkpoint(folder: str | os.PathLike) -> tuple[GPT2, dict, dict, dict]:
     """(model, optimizer arrays, optimizer scalars, state) of the checkpoint in ``folder``."""
-    from ..tokenizer import Tokenizer
+    from ..engine import tokenizer_class
 
     folder = Path(folder)
     state_path = folder / CHECKPOINT_STATE
@@ -68,7 +68,7 @@ def load_checkpoint(folder: str | os.PathLike) -> tuple[GPT2, dict, dict, dict]:
     tensors = read_safetensors(folder / state["tensors"])
     params = unflatten({k[len("params."):]: v for k, v in tensors.items() if k.startswith("params.")}, config)
     adam = {k[len("adam."):]: v for k, v in tensors.items() if k.startswith("adam.")}
-    model = GPT2(config=config, params=params, tokenizer=Tokenizer.from_folder(folder), name=state.get("name"))
+    model = GPT2(config=config, params=params, tokenizer=tokenizer_class().from_folder(folder), name=state.get("name"))
     return model, adam, state["optimizer"], state
 
 

@@ -17,7 +17,7 @@ import numpy as np
 
 from ..activations import Tap
 from ..config import GPT2Config
-from ..forward import forward
+from ..engine import forward
 from ..model import gpt2
 from ..weights import flatten
 from .backward import cross_entropy, cross_entropy_backward, gpt2_backward
