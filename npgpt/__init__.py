@@ -24,7 +24,7 @@ from .errors import ConfigError, InputError, ModelNotFoundError, NpgptError, Wei
 from .gpt2 import GPT2
 from .kv_cache import KVCache
 from .model import random_params
-from .version import __version__
+from .version import __version__  # noqa: F401 (npgpt.__version__)
 
 __all__ = [
     "GPT2", "GPT2Config", "PRESETS", "KVCache", "ActivationCache", "Tokenizer",
@@ -64,7 +64,7 @@ def random_model(config_or_preset: GPT2Config | str = "gpt2", seed: int | np.ran
     """A GPT-2 with random weights of the given config or preset (tokenizer: GPT-2's when it fits)."""
     config = get_config(config_or_preset)
     tokenizer = None
-    if config.n_vocab == 50257:
+    if config.n_vocab == PRESETS["gpt2"].n_vocab:  # GPT-2's vocabulary: its tokenizer fits
         from .engine import tokenizer_class
 
         tokenizer = tokenizer_class().gpt2()

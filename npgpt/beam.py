@@ -14,6 +14,8 @@ Reference: Hugging Face ``transformers``' ``generation/beam_search.py`` (``num_b
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,6 +24,9 @@ from .decoding import check_context, decode_step, encode_prompts, end_of_text_id
 from .errors import InputError
 from .model import log_softmax
 from .sampling import top_k_ids
+
+if TYPE_CHECKING:  # for annotations only: generation never imports the class
+    from .gpt2 import GPT2
 
 
 @dataclass

@@ -18,11 +18,16 @@ Leaves out: choosing tokens, stopping rules other than the end-of-text id.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from .errors import InputError
 from .engine import forward
 from .kv_cache import KVCache
+
+if TYPE_CHECKING:  # for annotations only: generation never imports the class
+    from .gpt2 import GPT2
 
 
 def _is_int_sequence(x) -> bool:

@@ -53,7 +53,7 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, fields
-from typing import Iterator, Mapping
+from typing import TYPE_CHECKING, Iterator, Mapping
 
 import numpy as np
 
@@ -77,6 +77,9 @@ from .sampling import (
 )
 from .scoring import TextScore, score
 from .traces import StepTrace, TokenProb, row_cache, trace_step
+
+if TYPE_CHECKING:  # for annotations only: generation never imports the class
+    from .gpt2 import GPT2
 
 __all__ = [  # what ``from npgpt.generate import ...`` has always offered, wherever it now lives
     "generate", "generate_ids", "stream", "TextStream", "GenerationSettings", "GenerationResult",
@@ -379,7 +382,7 @@ class _Row:
 class _Batch:
     """The rows decoded together, and what the last forward pass left for them."""
 
-    rows: list[int]  # indices into _Engine.rows, one per batch row
+    rows: list[int]  # indices into _Generation.rows, one per batch row
     logits: np.ndarray  # [batch, n_vocab] float32: each row's next-token logits
     kv: KVCache
     pads: list[int]  # each row's left padding in kv
@@ -391,12 +394,12 @@ _CONTEXT_REMEDY = ("lower max_new_tokens, shorten the prompt, or pass sliding_wi
                    "(CLI: --sliding-window) to drop the oldest tokens as it goes")
 
 
-class _Engine:
+class _Generation:
     """Runs one generation; iterating yields (row index, text piece) as pieces become final."""
 
     def __init__(self, model: GPT2, prompt_or_prompts, settings: dict):
         self.model = model
-        self.s = s = GenerationSettings.from_kwargs(settings)
+        self.settings = s = GenerationSettings.from_kwargs(settings)
         prompts, self.single = encode_prompts(model, prompt_or_prompts)
         if s.stop and model.tokenizer is None:
             raise InputError("stop strings need a tokenizer to decode the output; this model has none")
@@ -410,7 +413,7 @@ class _Engine:
 
     def _new_rows(self, prompts: list[list[int]]) -> list[_Row]:
         """``num_samples`` rows per prompt, prompt-major, each with its own generator."""
-        s, tokenizer = self.s, self.model.tokenizer
+        s, tokenizer = self.settings, self.model.tokenizer
         n_rows = len(prompts) * s.num_samples
         rngs = [None] * n_rows if s.greedy else row_generators(s.seed, n_rows)
         return [
@@ -427,13 +430,13 @@ class _Engine:
     def __iter__(self) -> Iterator[tuple[int, str]]:
         """prefill, then choose -> accept -> stop or continue, until every row has finished."""
         start = time.perf_counter()
-        batch = self._prefill(list(range(len(self.rows)))) if self.s.max_new_tokens else None
+        batch = self._prefill(list(range(len(self.rows)))) if self.settings.max_new_tokens else None
         step = 0
         while batch is not None:
             tokens, chosen_from = self._choose(batch)
             for b, r in enumerate(batch.rows):
                 token = int(tokens[b])
-                if self.s.trace:
+                if self.settings.trace:
                     self.rows[r].completion.steps.append(self._trace(step, b, token, batch, chosen_from))
                 for piece in self._accept(self.rows[r], token):
                     yield r, piece
@@ -452,7 +455,7 @@ class _Engine:
     def _prefill(self, rows: list[int]) -> _Batch:
         """Encode the rows' windows, left-padded, into a new KV cache: the first step, and the
         step after a sliding window moves."""
-        s = self.s
+        s = self.settings
         seqs = [self.rows[r].window(self.model.config.n_ctx, self.keep) for r in rows]
         cache = ActivationCache() if s.trace_cache else None
         room = None if s.sliding_window else s.max_new_tokens - 1  # None: room for the whole context
@@ -461,7 +464,7 @@ class _Engine:
 
     def _choose(self, batch: _Batch):
         """The next token of each row, and the processed logits [batch, n_vocab] it was chosen from."""
-        s = self.s
+        s = self.settings
         x = batch.logits
         if s.repetition_penalty != 1 or not s.greedy:
             x = process_logits(x, s, [self.rows[r].tokens for r in batch.rows])  # float64
@@ -477,7 +480,7 @@ class _Engine:
         pieces, stopped = row.feed(token)
         if stopped:
             return pieces + row.finish("stop")
-        if len(row.completion.ids) == self.s.max_new_tokens:
+        if len(row.completion.ids) == self.settings.max_new_tokens:
             return pieces + row.finish("length")
         return pieces
 
@@ -492,9 +495,9 @@ class _Engine:
             rows, kv, pads = [rows[b] for b in going], kv.select(going), [pads[b] for b in going]
         if kv.length + 1 > kv.capacity:  # only with sliding_window: move the window
             return self._prefill(rows)
-        cache = ActivationCache() if self.s.trace_cache else None
+        cache = ActivationCache() if self.settings.trace_cache else None
         tokens = [self.rows[r].tokens[-1] for r in rows]
-        logits = decode_step(self.model, tokens, kv, hooks=self.s.hooks, cache=cache)  # [batch, n_vocab]
+        logits = decode_step(self.model, tokens, kv, hooks=self.settings.hooks, cache=cache)  # [batch, n_vocab]
         return _Batch(rows, logits, kv, pads, 1, cache)
 
     def _trace(self, step: int, b: int, token: int, batch: _Batch, chosen_from: np.ndarray) -> StepTrace:
@@ -502,8 +505,8 @@ class _Engine:
         activations = None
         if batch.cache is not None:
             activations = row_cache(batch.cache, b, batch.pads[b], batch.n_seq, copy=len(batch.rows) > 1)
-        return trace_step(step, token, batch.logits[b], None if self.s.greedy else chosen_from[b],
-                          self.model.tokenizer, self.s.trace_top_k, activations)
+        return trace_step(step, token, batch.logits[b], None if self.settings.greedy else chosen_from[b],
+                          self.model.tokenizer, self.settings.trace_top_k, activations)
 
 
 # ---- entry points ------------------------------------------------------------------------------
@@ -516,10 +519,10 @@ def generate_ids(model: GPT2, prompt_or_prompts, **settings) -> GenerationResult
     P prompts and S = num_samples, ``result.completions[i * S + j]`` is sample j of prompt i.
     Works without a tokenizer when the prompts are token ids (``text`` is then None).
     """
-    engine = _Engine(model, prompt_or_prompts, settings)
-    for _ in engine:
+    generation = _Generation(model, prompt_or_prompts, settings)
+    for _ in generation:
         pass
-    return engine.result()
+    return generation.result()
 
 
 def generate(model: GPT2, prompt_or_prompts, **settings):
@@ -544,13 +547,13 @@ def generate(model: GPT2, prompt_or_prompts, **settings):
             "this model has no tokenizer, so its output cannot be turned into text; call "
             "npgpt.generate.generate_ids(model, ids, ...) for token ids, or set model.tokenizer"
         )
-    engine = _Engine(model, prompt_or_prompts, settings)
-    for _ in engine:
+    generation = _Generation(model, prompt_or_prompts, settings)
+    for _ in generation:
         pass
-    texts = [c.text for c in engine.result().completions]
-    n = engine.s.num_samples
+    texts = [c.text for c in generation.result().completions]
+    n = generation.settings.num_samples
     per_prompt = [texts[i : i + n] if n > 1 else texts[i] for i in range(0, len(texts), n)]
-    return per_prompt[0] if engine.single else per_prompt
+    return per_prompt[0] if generation.single else per_prompt
 
 
 class TextStream:
@@ -560,9 +563,9 @@ class TextStream:
     exhausted, ``.result`` holds the ``GenerationResult`` (ids, finish reason, traces, timing).
     """
 
-    def __init__(self, engine: _Engine):
-        self._engine = engine
-        self._pieces = (piece for _, piece in engine)
+    def __init__(self, generation: _Generation):
+        self._generation = generation
+        self._pieces = (piece for _, piece in generation)
 
     def __iter__(self) -> "TextStream":
         return self
@@ -572,7 +575,7 @@ class TextStream:
 
     @property
     def result(self) -> GenerationResult:
-        return self._engine.result()
+        return self._generation.result()
 
 
 def stream(model: GPT2, prompt, **settings) -> TextStream:
@@ -588,9 +591,9 @@ def stream(model: GPT2, prompt, **settings) -> TextStream:
     """
     if model.tokenizer is None:
         raise InputError("streaming text needs a tokenizer; this model has none (use generate_ids with token ids)")
-    engine = _Engine(model, prompt, settings)
-    if not engine.single or engine.s.num_samples != 1:
+    generation = _Generation(model, prompt, settings)
+    if not generation.single or generation.settings.num_samples != 1:
         raise InputError("stream takes one prompt and num_samples=1; use generate for several prompts or samples")
-    return TextStream(engine)
+    return TextStream(generation)
 
 

@@ -115,8 +115,7 @@ def _token_id(model, target, what="target") -> int:
             )
         return int(ids[0])
     target = int(target)
-    if not 0 <= target < model.config.n_vocab:
-        raise InputError(f"{what} token id {target} is outside the vocabulary (0..{model.config.n_vocab - 1})")
+    model.config.check_ids(target, f"{what} token id")
     return target
 
 

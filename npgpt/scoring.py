@@ -12,6 +12,8 @@ Reference: Hugging Face ``transformers``' perplexity guide ("Perplexity of fixed
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import math
 from dataclasses import dataclass
 
@@ -21,6 +23,9 @@ from .decoding import token_ids
 from .errors import InputError
 from .engine import forward
 from .model import log_softmax
+
+if TYPE_CHECKING:  # for annotations only: generation never imports the class
+    from .gpt2 import GPT2
 
 
 @dataclass

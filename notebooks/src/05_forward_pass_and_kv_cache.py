@@ -30,7 +30,7 @@ x = embed(ids, params["wte"]["weight"])  # [1, n_seq, n_embd]: one row of wte pe
 x = x + pos_embed(np.arange(n_seq)[None], params["wpe"]["weight"])  # + one row of wpe per position
 mask = np.triu(np.full((n_seq, n_seq), -np.inf, dtype=np.float32), k=1)[None, None]  # causal
 for layer, block in enumerate(params["h"]):
-    x = transformer_block(x, **block, n_head=cfg.n_head, eps=cfg.layer_norm_eps, mask=mask, layer=layer)
+    x = transformer_block(x, **block, n_head=cfg.n_head, eps=cfg.layer_norm_eps, mask=mask)
 x = layer_norm(x, **params["ln_f"], eps=cfg.layer_norm_eps)
 logits = x @ params["wte"]["weight"].T  # [1, n_seq, n_vocab]: the LM head reuses wte ("tied")
 

@@ -7,7 +7,6 @@ Leaves out: the loop itself (``npgpt/training/loop.py``).
 from __future__ import annotations
 
 import dataclasses
-import math
 from dataclasses import dataclass
 
 from ..config import GPT2Config

@@ -93,7 +93,7 @@ def nats_per_char(model, text: str, n_seq: int | None = None, batch_size: int = 
 
 def sample_text(model, prompt: str, n_tokens: int, seed: int) -> str:
     """A sample of ``n_tokens`` after ``prompt`` (temperature 0.8, top-k 40), for the log."""
-    prompt_ids = model.tokenizer.encode_ordinary(prompt) or [model.config.eot_id]
+    prompt_ids = model.tokenizer.encode_ordinary(prompt) or [model.tokenizer.eot_id]
     n_tokens = min(n_tokens, model.config.n_ctx - len(prompt_ids))
     if n_tokens <= 0:
         return ""
