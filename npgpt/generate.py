@@ -104,7 +104,7 @@ class GenerationSettings:
                                     top_k / top_p / min_p are then ignored)
     top_k               None        keep the k most likely tokens (None or 0: no filter)
     top_p               None        nucleus: keep the fewest tokens with total probability >= top_p,
-                                    in (0, 1] (None or 1: no filter)
+                                    in [0, 1] (0: the most likely only; None or 1: no filter)
     min_p               None        keep tokens with probability >= min_p * top probability, in [0, 1]
     repetition_penalty  1.0         > 0; > 1 discourages tokens already in the prompt or output (CTRL)
     num_samples         1           samples per prompt (they run as rows of one batch)
@@ -159,8 +159,8 @@ class GenerationSettings:
             )
         if self.top_k is not None and (not is_int(self.top_k) or self.top_k < 0):
             raise InputError(f"top_k must be a positive integer (or 0 / None for no top-k filter), got {self.top_k!r}")
-        if self.top_p is not None and (not is_real(self.top_p) or not 0 < self.top_p <= 1):
-            raise InputError(f"top_p must be in (0, 1] (1 or None: no nucleus filter), got {self.top_p!r}")
+        if self.top_p is not None and (not is_real(self.top_p) or not 0 <= self.top_p <= 1):
+            raise InputError(f"top_p must be in [0, 1] (1 or None: no nucleus filter), got {self.top_p!r}")
         if self.min_p is not None and (not is_real(self.min_p) or not 0 <= self.min_p <= 1):
             raise InputError(f"min_p must be in [0, 1] (0 or None: no min-p filter), got {self.min_p!r}")
         if not is_real(self.repetition_penalty) or self.repetition_penalty <= 0:

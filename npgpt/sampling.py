@@ -31,7 +31,7 @@ from __future__ import annotations
 import numpy as np
 
 from .errors import InputError
-from .model import log_softmax
+from .model import log_softmax, softmax
 
 Logits = np.ndarray  # [n_vocab] or [batch, n_vocab]
 
@@ -125,26 +125,38 @@ def top_k_filter(logits: Logits, k: int) -> Logits:
 
 def top_p_filter(logits: Logits, p: float) -> Logits:
     """Nucleus sampling (Holtzman et al. 2019): keep the smallest set of most likely tokens whose
-    probabilities add up to at least ``p``; always at least the top token.
+    probabilities add up to at least ``p``; always at least the top token (``p=0``: only it).
 
     Probabilities of [3, 2, 1, 0] (logits = their logs) are 0.5, 0.333, 0.167, 0: with p=0.6 the
     top two add up to 0.833 >= 0.6 and the top one alone (0.5) does not, so two are kept.
 
     >>> top_p_filter(np.log([3.0, 2.0, 1.0, 1e-9]), 0.6).round(3)
     array([1.099, 0.693,  -inf,  -inf])
+
+    Written as transformers' ``TopPLogitsWarper`` computes it: sort from least to most likely and
+    drop tokens while they and all less likely ones add up to at most ``1 - p``. Among tokens of
+    equal probability the lower id sorts first, so it is dropped first (a stable ascending sort,
+    which is what ``torch.sort`` gives for up to 16 tokens; docs/generation.md says what it gives
+    beyond). Probabilities (0.5, 0.25, 0.25) with p=0.75 keep tokens 0 and 2:
+
+    >>> np.isfinite(top_p_filter(np.log([0.5, 0.25, 0.25]), 0.75))
+    array([ True, False,  True])
     """
-    if not 0 < p <= 1:
-        raise InputError(f"top_p must be in (0, 1], got {p}")
+    if not 0 <= p <= 1:
+        raise InputError(f"top_p must be in [0, 1], got {p}")
     logits = np.asarray(logits)
     if p == 1:
         return logits.copy()
-    order = np.argsort(-logits, axis=-1, kind="stable")  # most likely first
-    sorted_probs = np.take_along_axis(probabilities(logits), order, axis=-1)
-    mass_before = np.cumsum(sorted_probs, axis=-1) - sorted_probs  # probability of the tokens ranked above
-    keep_sorted = mass_before < p  # the first token has mass_before = 0 < p: always kept
-    keep = np.empty_like(keep_sorted)
-    np.put_along_axis(keep, order, keep_sorted, axis=-1)
-    return np.where(keep, logits, -np.inf)
+    order = np.argsort(logits, axis=-1, kind="stable")  # least likely first; of equal ones, the lower id
+    # softmax as exp / sum (not exp(log_softmax)): n equal logits then give exactly 1/n where n is a
+    # power of two, as torch's softmax does, so that a cut such as 4 of 8 equal tokens is exact
+    sorted_probs = softmax(np.take_along_axis(logits, order, axis=-1).astype(np.float64))
+    mass_up_to = np.cumsum(sorted_probs, axis=-1)  # probability of this token and of all less likely ones
+    drop_sorted = mass_up_to <= 1 - p
+    drop_sorted[..., -1] = False  # the most likely token always stays (transformers' min_tokens_to_keep=1)
+    drop = np.empty_like(drop_sorted)
+    np.put_along_axis(drop, order, drop_sorted, axis=-1)
+    return np.where(drop, -np.inf, logits)
 
 
 def min_p_filter(logits: Logits, min_p: float) -> Logits:

@@ -97,6 +97,7 @@ def test_top_k_keeps_ties_and_batches():
 @pytest.mark.parametrize(
     "p, expected",
     [
+        (0.0, [1, 0, 0, 0]),  # transformers' top_p=0: the most likely token only
         (1e-9, [1, 0, 0, 0]),
         (0.4, [1, 0, 0, 0]),  # the top token alone (0.5) already reaches 0.4
         (0.6, [0.625, 0.375, 0, 0]),  # 0.5 < 0.6 <= 0.5 + 0.3
@@ -107,6 +108,25 @@ def test_top_k_keeps_ties_and_batches():
 )
 def test_top_p_distribution(p, expected):
     np.testing.assert_allclose(probabilities(top_p_filter(np.log(PROBS), p)), expected, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "logits, p, expected",
+    [
+        (np.log([0.5, 0.25, 0.25]), 0.75, [0, 2]),  # of equal tokens, the lower id is dropped first
+        (np.zeros(8), 0.5, [4, 5, 6, 7]),
+        (np.zeros(8), 0.0, [7]),
+        (np.array([1.0, 3.0, 3.0, -np.inf]), 0.0, [2]),
+        (np.array([1.0, 3.0, 3.0, -np.inf]), 0.9, [1, 2]),
+    ],
+)
+def test_top_p_ties_are_broken_as_transformers_breaks_them(logits, p, expected):
+    assert np.flatnonzero(np.isfinite(top_p_filter(logits, p))).tolist() == expected
+
+
+def test_top_p_zero_samples_the_most_likely_token(tiny_model):
+    greedy = generate_ids(tiny_model, [1, 2, 3], max_new_tokens=6, temperature=0).completions[0].ids
+    assert generate_ids(tiny_model, [1, 2, 3], max_new_tokens=6, top_p=0, seed=0).completions[0].ids == greedy
 
 
 def test_top_p_order_does_not_matter_and_rows_are_independent():
@@ -191,7 +211,7 @@ def test_sample_follows_the_distribution():
     [
         ({"temperature": -0.5}, "temperature"),
         ({"temperature": float("nan")}, "temperature"),
-        ({"top_p": 0.0}, "top_p"),
+        ({"top_p": -0.1}, "top_p"),
         ({"top_p": 1.5}, "top_p"),
         ({"top_k": -1}, "top_k"),
         ({"top_k": 2.5}, "top_k"),
