@@ -73,6 +73,18 @@ def test_every_stored_figure_has_its_picture(notebook):
 
 
 @pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
+def test_an_interactive_view_has_a_static_picture_beside_it(notebook):
+    # GitHub and untrusted notebooks do not run the view's script: a picture must follow it.
+    nb = nbformat.read(notebook, as_version=4)
+    code = [c for c in nb.cells if c.cell_type == "code"]
+    for index, cell in enumerate(code):
+        if any("npgpt-data" in str(o.get("data", {}).get("text/html", "")) for o in cell.outputs):
+            after = code[index: index + 2]
+            assert any("image/png" in o.get("data", {}) for c in after for o in c.outputs), \
+                f"{notebook.name}: the interactive view in code cell {index} has no picture in it or the next cell"
+
+
+@pytest.mark.parametrize("notebook", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_uses_public_api_only(notebook):
     nb = nbformat.read(notebook, as_version=4)
     code = "\n".join(c.source for c in nb.cells if c.cell_type == "code")

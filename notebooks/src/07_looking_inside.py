@@ -126,7 +126,7 @@ heads = [tuple(int(x) for x in h) for h in np.argwhere(induction >= 0.5 * induct
 broken = inspection.copying_probe(model, length=50, n_probe=4, seed=0, hooks=inspection.ablation_hooks(heads))
 rng = np.random.default_rng(0)
 others = [h for h in np.ndindex(induction.shape) if h not in heads]
-control_heads = [others[i] for i in rng.choice(len(others), size=len(heads), replace=False)]
+control_heads = [others[i] for i in rng.choice(len(others), size=min(len(heads), len(others)), replace=False)]
 control = inspection.copying_probe(model, length=50, n_probe=4, seed=0, hooks=inspection.ablation_hooks(control_heads))
 print(f"induction heads {heads}: second-copy loss {probe.second_copy_loss:.2f} -> {broken.second_copy_loss:.2f} nats")
 print(f"as many other heads {control_heads}: {probe.second_copy_loss:.2f} -> {control.second_copy_loss:.2f} nats")
