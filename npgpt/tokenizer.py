@@ -62,6 +62,14 @@ GPT2_MODEL_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2"
 _NO_MERGE = (1 << 30) - 1  # "rank" of a pair merges.txt does not list: above every real rank
 
 
+class UnknownTokenError(InputError, KeyError):
+    """A token id or token text that is not in the vocabulary. A ``KeyError`` too, as tiktoken
+    raises, but printed as its message (a plain ``KeyError`` prints the repr of its argument)."""
+
+    def __str__(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
 # ---------------------------------------------------------------------------------------------
 # Step 1: pre-tokenize
 
@@ -215,12 +223,21 @@ def bpe(chars: str, ranks: dict[tuple[str, str], int], trace: list[Merge] | None
 # Checking the two files belong together (reading them: npgpt/tokenizer_files.py)
 
 
+def _check_byte_tokens(vocab: dict[str, int], where: str) -> None:
+    """Raise TokenizerFileError unless each of the 256 bytes is a token (in ``bytes_to_unicode``'s
+    characters): without them some text has no tokens, and encoding it fails. 256 lookups: cheap."""
+    missing = sorted(b for b, c in _BYTE_TO_CHAR.items() if c not in vocab)
+    if missing:
+        examples = ", ".join(f"{_BYTE_TO_CHAR[b]!r} (byte 0x{b:02x})" for b in missing[:3])
+        raise TokenizerFileError(
+            f"{where}: {len(missing)} of the 256 byte tokens are missing, e.g. {examples}; a byte-level BPE "
+            "vocabulary like GPT-2's needs one token per byte value, written with bytes_to_unicode()'s "
+            "characters. Add them (GPT-2 gives them ids 0-255), or train one with npgpt.training.bpe")
+
+
 def _check_vocab_and_merges(vocab, merges, vocab_path, merges_path) -> None:
     """Raise TokenizerFileError unless the two files describe one byte-level BPE vocabulary."""
-    missing = [c for c in _BYTE_TO_CHAR.values() if c not in vocab]
-    if missing:
-        raise TokenizerFileError(f"{vocab_path}: {len(missing)} of the 256 byte tokens are missing (e.g. "
-                                 f"{missing[0]!r}); this is not a byte-level BPE vocabulary like GPT-2's")
+    _check_byte_tokens(vocab, str(vocab_path))
     for token in vocab:  # (<|endoftext|>'s characters are printable ASCII, in the alphabet too)
         if not set(token) <= _CHAR_TO_BYTE.keys():
             raise TokenizerFileError(f"{vocab_path}: token {token!r} has characters outside GPT-2's byte "
@@ -334,12 +351,14 @@ class Tokenizer:
     'Hello world'
     """
 
-    eot_token = ENDOFTEXT
+    eot_token = ENDOFTEXT  # the text; tiktoken's eot_token is the id, here eot_id (docs/tokenizer.md)
     cache_size = 1 << 18  # pre-tokens remembered; the cache starts over when it is full
 
     def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], *, name: str = "bpe"):
         """``vocab``: token string (in bytes_to_unicode characters) -> id; ``merges`` in rank order.
-        Trusted as given (``from_files`` checks files); tables only some uses need are built on first use."""
+        Trusted as given (``from_files`` checks files) but for the 256 byte tokens, which every text
+        may need; tables only some uses need are built on first use."""
+        _check_byte_tokens(vocab, f"{type(self).__name__}(vocab, merges)")
         self.name = name
         self.encoder = dict(vocab)  # "Ġworld" -> 995
         self.merges = list(merges)
@@ -408,7 +427,16 @@ class Tokenizer:
 
     @property
     def n_vocab(self) -> int:
+        """Number of tokens; ids are 0..n_vocab - 1 (tiktoken's ``n_vocab``: ``max_token_value + 1``)."""
         return len(self.encoder)
+
+    @property
+    def max_token_value(self) -> int:
+        return max(self.encoder.values())
+
+    @property
+    def special_tokens_set(self) -> set[str]:
+        return set(self.special_tokens)
 
     @property
     def eot_id(self) -> int | None:
@@ -432,11 +460,12 @@ class Tokenizer:
         text = replace_lone_surrogates(_check_text(text))
         ids: list[int] = []
         for piece in pretokenize(text):  # step 1
-            if piece not in self._cache:
+            piece_ids = self._cache.get(piece)  # (read once: another thread may clear the cache)
+            if piece_ids is None:
                 if len(self._cache) >= self.cache_size:
                     self._cache.clear()
-                self._cache[piece] = self._encode_piece(piece)
-            ids.extend(self._cache[piece])
+                piece_ids = self._cache[piece] = self._encode_piece(piece)
+            ids.extend(piece_ids)
         return ids
 
     def _encode_piece(self, piece: str) -> tuple[int, ...]:
@@ -486,6 +515,32 @@ class Tokenizer:
                              "disallowed_special=()")
         return allowed
 
+    def encode_batch(self, texts: Iterable[str], *, num_threads: int = 8,
+                     allowed_special: Literal["all"] | AbstractSet[str] = frozenset(),
+                     disallowed_special: Literal["all"] | Collection[str] = "all") -> list[list[int]]:
+        """``[encode(text) for text in texts]``, with ``encode``'s special-token arguments (tiktoken's
+        ``encode_batch``). The texts are encoded one after another: in Python, threads would only take
+        turns; ``num_threads`` (> 0) is accepted for tiktoken's signature."""
+        texts = _check_batch(texts, num_threads)
+        return [self.encode(t, allowed_special=allowed_special, disallowed_special=disallowed_special) for t in texts]
+
+    def encode_ordinary_batch(self, texts: Iterable[str], *, num_threads: int = 8) -> list[list[int]]:
+        """``[encode_ordinary(text) for text in texts]`` (tiktoken's ``encode_ordinary_batch``)."""
+        return [self.encode_ordinary(t) for t in _check_batch(texts, num_threads)]
+
+    def encode_single_token(self, text_or_bytes: str | bytes) -> int:
+        """The id of the one token whose text (or bytes) this is, special tokens included:
+        "hello" -> 31373, b" world" -> 995. ``UnknownTokenError`` (a ``KeyError``, as in tiktoken)
+        if no single token is."""
+        data = text_or_bytes.encode("utf-8") if isinstance(text_or_bytes, str) else text_or_bytes
+        if not isinstance(data, (bytes, bytearray)):
+            raise InputError(f"encode_single_token takes a str or bytes, got {type(text_or_bytes).__name__}")
+        token = self.encoder.get(bytes(data).decode("latin-1").translate(_LATIN1_TO_CHAR))  # as to_byte_chars
+        if token is None:  # (special tokens are vocabulary keys too, in printable ASCII)
+            raise UnknownTokenError(f"{text_or_bytes!r} is not one token of this vocabulary; encode() gives "
+                                    "the tokens of any text")
+        return token
+
     # -- decoding ----------------------------------------------------------------------------
 
     def token_bytes(self, token_id: int) -> bytes:
@@ -500,13 +555,38 @@ class Tokenizer:
         except (KeyError, TypeError):
             for i in ids:
                 if not _is_valid_id(i, self.n_vocab):
-                    raise InputError(f"token id {i!r} is not in the vocabulary (valid ids: 0..{self.n_vocab - 1})") from None
+                    raise UnknownTokenError(f"token id {i!r} is not in the vocabulary (valid ids: 0..{self.n_vocab - 1})") from None
             raise
 
     def decode(self, ids: Iterable[int], errors: str = "replace") -> str:
         """Text of a sequence of token ids. A cut multi-byte character (e.g. the first of an emoji's
         tokens alone) becomes U+FFFD with ``errors="replace"``; ``errors="strict"`` raises instead."""
         return self.decode_bytes(ids).decode("utf-8", errors=errors)
+
+    def decode_single_token_bytes(self, token_id: int) -> bytes:
+        """tiktoken's name for ``token_bytes``."""
+        return self.token_bytes(token_id)
+
+    def decode_tokens_bytes(self, ids: Iterable[int]) -> list[bytes]:
+        """The bytes of each token: [15496, 995] -> [b'Hello', b' world']."""
+        ids = ids.tolist() if hasattr(ids, "tolist") else ids
+        return [self.token_bytes(i) for i in ids]
+
+    def decode_with_offsets(self, ids: Iterable[int]) -> tuple[str, list[int]]:
+        """The text and, for each token, the index in it of the character where the token starts
+        (tiktoken's ``decode_with_offsets``): [15496, 995] -> ('Hello world', [0, 5]).
+
+        A token that starts inside a character (its first byte is a UTF-8 continuation byte,
+        0x80-0xBF) gets that character's index: the emoji 👍, bytes F0 9F 91 8D, as the tokens
+        b'\xf0\x9f' + b'\x91\x8d' gives offsets [0, 0]. Like tiktoken it decodes strictly: ids that
+        end inside a character raise ``UnicodeDecodeError`` (``decode`` gives U+FFFD instead).
+        """
+        pieces = self.decode_tokens_bytes(ids)
+        offsets, n_chars = [], 0
+        for data in pieces:  # each character has exactly one byte that is no continuation byte
+            offsets.append(max(0, n_chars - (0x80 <= data[0] < 0xC0)))
+            n_chars += sum(1 for byte in data if not 0x80 <= byte < 0xC0)
+        return b"".join(pieces).decode("utf-8", errors="strict"), offsets
 
     def decode_tokens(self, ids: Iterable[int]) -> list[str]:
         """The text of each token on its own: [15496, 995] -> ['Hello', ' world']."""
@@ -583,6 +663,14 @@ def _split_special(text: str, allowed: frozenset) -> list[tuple[str, bool]]:
     """'a<|endoftext|>b' -> [('a', False), ('<|endoftext|>', True), ('b', False)]."""
     chunks = _special_regex(allowed).split(text)  # the capture group keeps the separators
     return [(c, n % 2 == 1) for n, c in enumerate(chunks) if c]
+
+
+def _check_batch(texts, num_threads) -> list[str]:
+    if isinstance(texts, (str, bytes)):
+        raise InputError("expected a list of texts, got one text: use encode(text), or encode_batch([text])")
+    if not hasattr(num_threads, "__index__") or isinstance(num_threads, bool) or num_threads < 1:
+        raise InputError(f"num_threads must be an integer >= 1, got {num_threads!r}")
+    return list(texts)
 
 
 def _check_text(text) -> str:
