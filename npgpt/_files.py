@@ -69,9 +69,21 @@ def replace_folder(new: Path, folder: Path) -> None:
     if folder.exists():
         old = folder.parent / f".{folder.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         os.rename(folder, old)
-    os.rename(new, folder)
+    try:
+        os.rename(new, folder)
+    except BaseException:
+        if old is not None:
+            os.rename(old, folder)  # put the old folder back: a failed replace changes nothing
+        raise
     if old is not None:
         shutil.rmtree(old, ignore_errors=True)
+
+
+def make_temp_folder(beside: Path) -> Path:
+    """A new empty folder next to ``beside`` (a hidden name ending in .tmp), with the usual permissions."""
+    tmp = Path(tempfile.mkdtemp(prefix=f".{beside.name}.", suffix=".tmp", dir=beside.parent))
+    os.chmod(tmp, 0o777 & ~_umask())  # mkdtemp makes it private (0700)
+    return tmp
 
 
 def check_disk_space(folder: Path, needed: int, what: str) -> None:

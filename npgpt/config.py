@@ -150,6 +150,8 @@ class GPT2Config:
             )
         except KeyError as e:
             raise ConfigError(f"config.json is missing the field {e.args[0]!r}") from None
+        except (TypeError, ValueError) as e:  # e.g. "layer_norm_epsilon": "x"
+            raise ConfigError(f"config.json has a field of the wrong type ({e}); re-download or re-save the model") from None
 
     def save(self, path: str | os.PathLike) -> None:
         """Write ``config.json`` atomically (a temporary file renamed into place)."""
@@ -164,6 +166,8 @@ class GPT2Config:
                 d = json.load(f)
         except FileNotFoundError:
             raise ConfigError(f"no config.json at {os.fspath(path)!r}") from None
+        except OSError as e:  # a folder named config.json, no permission to read it, ...
+            raise ConfigError(f"cannot read {os.fspath(path)!r} ({e.strerror}); it must be a readable JSON file") from None
         except (json.JSONDecodeError, UnicodeDecodeError) as e:
             raise ConfigError(f"{os.fspath(path)!r} is not valid JSON ({e}); re-download or re-save the model") from None
         if not isinstance(d, dict):

@@ -43,16 +43,18 @@ float dtypes GPT-2 uses.
 from __future__ import annotations
 
 import json
+import math
 import mmap as mmap_module
 import os
 import re
+import shutil
 from collections.abc import Callable, Mapping
 from collections.abc import Set as AbstractSet
 from pathlib import Path
 
 import numpy as np
 
-from ._files import atomic_path
+from ._files import atomic_path, make_temp_folder, replace_folder
 from .config import GPT2Config
 from .errors import ConfigError, ModelNotFoundError, WeightsError
 
@@ -119,6 +121,7 @@ def check_params(params: dict, config: GPT2Config) -> None:
 
 
 def check_flat(flat: dict[str, np.ndarray], config: GPT2Config, source: str) -> None:
+    _check_counts({k: tuple(v.shape) for k, v in flat.items()}, config, source)  # before expected_shapes: a config may claim a billion layers
     expected = expected_shapes(config)
     missing = [k for k in expected if k not in flat]
     unexpected = [k for k in flat if k not in expected]
@@ -136,6 +139,56 @@ def check_flat(flat: dict[str, np.ndarray], config: GPT2Config, source: str) -> 
                 f"{source}: tensor {name} has shape {tuple(flat[name].shape)} but the config implies "
                 f"{shape}; config.json and the weights do not belong together"
             )
+
+
+def _check_counts(shapes: Mapping[str, tuple[int, ...]], config: GPT2Config, source: str) -> None:
+    """The config's tensor count and parameter count against the checkpoint's ({name: shape}),
+    without building anything the size of the config (which may claim a billion layers)."""
+    n_tensors = 12 * config.n_layer + 4
+    if n_tensors != len(shapes):
+        raise WeightsError(
+            f"{source} holds {len(shapes)} tensors but config.json (n_layer={config.n_layer}) implies {n_tensors}; "
+            "config.json and the weights do not belong together"
+        )
+    n_params = sum(math.prod(shape) for shape in shapes.values())
+    if n_params != config.n_params():
+        raise WeightsError(
+            f"{source} holds {n_params} parameters but config.json implies {config.n_params()}; "
+            "config.json and the weights do not belong together"
+        )
+
+
+def check_finite(flat: Mapping[str, np.ndarray], source: str) -> None:
+    """Refuse NaN or infinite parameters, naming the first bad tensor.
+
+    A sum is checked first (one pass, no copy): it is finite when every element is, barring an
+    overflow, which the exact test then rules out.
+    """
+    for name, value in flat.items():
+        if np.isfinite(value.sum()) or np.isfinite(value).all():
+            continue
+        bad = int(np.size(value) - np.count_nonzero(np.isfinite(value)))
+        raise WeightsError(
+            f"{source}: tensor {name} holds {bad} NaN or infinite value(s); the file is damaged or its training "
+            "diverged: use another checkpoint (npgpt.load(..., allow_nonfinite=True) loads it anyway, for debugging)"
+        )
+
+
+def folder_problem(folder: Path) -> str | None:
+    """Why a model folder would not load, from config.json and the weights' header alone (no
+    tensor is read), or None when it looks loadable (a sharded snapshot is not looked into)."""
+    try:
+        config = GPT2Config.load(folder / CONFIG_NAME)
+        if not (folder / WEIGHTS_NAME).is_file():
+            return None if (folder / "model.safetensors.index.json").is_file() else f"no {WEIGHTS_NAME}"
+        entries, _ = read_safetensors_header(folder / WEIGHTS_NAME)
+        bare = {name.removeprefix("transformer."): shape for name, (_, shape, _, _) in entries.items()}
+        _check_counts({k: v for k, v in bare.items() if not _IGNORED.match(k) and k != "lm_head.weight"}, config, WEIGHTS_NAME)
+    except (ConfigError, WeightsError) as e:
+        return str(e)
+    except OSError as e:
+        return f"{e.strerror or e} ({e.filename})"
+    return None
 
 
 def read_safetensors(path: str | os.PathLike) -> dict[str, np.ndarray]:
@@ -217,9 +270,9 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
                 f"weights file {path!r}: tensor {name} has dtype {dtype_name}, which npgpt cannot read; "
                 "save the model as float32 or float16"
             )
-        if not all(isinstance(d, int) and d >= 0 for d in (*shape, begin, end)):
-            raise corrupt(f"tensor {name!r} has a bad shape or offsets")
-        nbytes = int(np.prod(shape, dtype=np.int64)) * SAFETENSORS_DTYPES[dtype_name].itemsize
+        if not all(isinstance(d, int) and not isinstance(d, bool) and 0 <= d <= size for d in (*shape, begin, end)):
+            raise corrupt(f"tensor {name!r} has a bad shape or offsets (each must be an integer from 0 to the file's size)")
+        nbytes = math.prod(shape) * SAFETENSORS_DTYPES[dtype_name].itemsize  # Python ints: no overflow
         if end - begin != nbytes:
             raise corrupt(f"tensor {name!r} of shape {list(shape)} needs {nbytes} bytes, the header gives {end - begin}")
         entries[name] = (dtype_name, shape, data_start + begin, data_start + end)
@@ -353,10 +406,18 @@ def _widened(value: np.ndarray, is_bf16: bool) -> np.ndarray:
     return bf16_to_f32(value) if is_bf16 else value
 
 
-def params_from_checkpoint(tensors: dict[str, np.ndarray], config: GPT2Config, source: str, dtype=np.float32) -> dict:
-    """Map a checkpoint's tensors (either naming) to nested params, checking every name and shape."""
+def params_from_checkpoint(tensors: dict[str, np.ndarray], config: GPT2Config, source: str, dtype=np.float32,
+                           allow_nonfinite: bool = False) -> dict:
+    """Map a checkpoint's tensors (either naming) to nested params, checking every name, shape and
+    dtype, and that every value is finite (``allow_nonfinite=True`` skips that, for debugging)."""
     flat, _ = normalize_checkpoint(tensors, config, source)
-    flat = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in flat.items()}
+    for name, value in flat.items():
+        if value.dtype.kind != "f":
+            raise WeightsError(f"{source}: tensor {name} holds {value.dtype} values, not floats; a GPT-2's parameters are floats")
+    with np.errstate(over="ignore"):  # float64 values beyond float32's range become inf, refused just below
+        flat = {k: np.ascontiguousarray(v, dtype=dtype) for k, v in flat.items()}
+    if not allow_nonfinite:
+        check_finite(flat, source)
     return unflatten(flat, config)
 
 
@@ -372,7 +433,7 @@ def pickle_refused(source: str, pickle_name: str, save_to: str, more: str = "") 
     )
 
 
-def load_folder(path: str | os.PathLike, dtype="float32", mmap: bool = True):
+def load_folder(path: str | os.PathLike, dtype="float32", mmap: bool = True, allow_nonfinite: bool = False):
     """Load a model folder (``config.json`` + ``model.safetensors``) into a ``GPT2``.
 
     With ``mmap=True`` (the default) the parameters are views into a copy-on-write memory map of
@@ -385,6 +446,9 @@ def load_folder(path: str | os.PathLike, dtype="float32", mmap: bool = True):
     "float16", half the memory: a float16-stored folder is then used as it is on disk, and each
     weight matrix is widened to float32 just before it is used, so the arithmetic stays float32
     (see ``model.linear``) at the price of that widening on every forward pass.
+
+    A tensor holding NaN or infinity is refused (``WeightsError`` naming it): such a model
+    would only print nonsense. ``allow_nonfinite=True`` loads it anyway, for debugging.
     """
     from .gpt2 import GPT2
 
@@ -406,7 +470,8 @@ def load_folder(path: str | os.PathLike, dtype="float32", mmap: bool = True):
         raise WeightsError(f"{folder} has no {WEIGHTS_NAME}; a model folder needs config.json and {WEIGHTS_NAME}")
     config = GPT2Config.load(folder / CONFIG_NAME)
     tensors = open_safetensors(folder / WEIGHTS_NAME) if mmap else read_safetensors(folder / WEIGHTS_NAME)
-    params = params_from_checkpoint(tensors, config, source=str(folder / WEIGHTS_NAME), dtype=dtype)
+    params = params_from_checkpoint(tensors, config, source=str(folder / WEIGHTS_NAME), dtype=dtype,
+                                    allow_nonfinite=allow_nonfinite)
     return GPT2(config=config, params=params, tokenizer=_load_tokenizer(folder), name=folder.name)
 
 
@@ -431,18 +496,54 @@ def _load_tokenizer(folder: Path):
         return None
 
 
+# Files that make up a model: a save replaces all of them, so none survives from an older model.
+MODEL_FILES = frozenset({
+    CONFIG_NAME, WEIGHTS_NAME, "vocab.json", "merges.txt", "encoder.json", "vocab.bpe", "tokenizer.json",
+    "tokenizer_config.json", "special_tokens_map.json", "generation_config.json", "npgpt.json",
+    "model.safetensors.index.json", *PICKLES,
+})
+
+
 def save_folder(model, path: str | os.PathLike) -> Path:
     """Write ``model`` as a Hugging Face model folder that ``transformers`` and npgpt both load.
 
-    Files are written under temporary names and renamed into place, so an interrupted save never
-    leaves a half-written ``model.safetensors`` behind under its real name.
+    The folder is built whole under a temporary name beside ``path`` and then put in its place
+    (``_files.replace_folder``): a failed or interrupted save leaves the old folder as it was, and
+    a successful one leaves no file of an older model (a stale ``vocab.json`` beside new weights).
+    Other plain files in the folder (``train_log.json``, notes) are kept; a folder holding
+    sub-folders is refused rather than replaced.
     """
     folder = Path(path)
-    folder.mkdir(parents=True, exist_ok=True)
     check_params(model.params, model.config)
-    flat = {f"transformer.{k}": v for k, v in flatten(model.params).items()}
-    write_safetensors(folder / WEIGHTS_NAME, flat, metadata={"format": "pt"})  # "pt": transformers checks this field
-    model.config.save(folder / CONFIG_NAME)
-    if model.tokenizer is not None and hasattr(model.tokenizer, "save"):
-        model.tokenizer.save(folder)
+    kept = _files_to_keep(folder)
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = make_temp_folder(folder)
+    try:
+        flat = {f"transformer.{k}": v for k, v in flatten(model.params).items()}
+        write_safetensors(tmp / WEIGHTS_NAME, flat, metadata={"format": "pt"})  # "pt": transformers checks this field
+        model.config.save(tmp / CONFIG_NAME)
+        if model.tokenizer is not None and hasattr(model.tokenizer, "save"):
+            model.tokenizer.save(tmp)
+        for file in kept:
+            shutil.copy2(file, tmp / file.name)
+        replace_folder(tmp, folder)
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
     return folder
+
+
+def _files_to_keep(folder: Path) -> list[Path]:
+    """The plain files of ``folder`` that are not part of a model; refuses a folder that is not a model's."""
+    if not folder.exists():
+        return []
+    if not folder.is_dir():
+        raise WeightsError(f"{folder} is a file, not a folder; save the model to a folder")
+    entries = [e for e in folder.iterdir() if not (e.name.startswith(".") and e.name.endswith(".tmp"))]
+    subfolders = [e.name for e in entries if e.is_dir()]
+    if subfolders:
+        raise WeightsError(
+            f"{folder} holds folders ({', '.join(sorted(subfolders)[:3])}); saving replaces a model folder whole, "
+            "so save to a new folder or to one that holds only a model"
+        )
+    return [e for e in entries if e.name not in MODEL_FILES]
