@@ -28,7 +28,7 @@ def run(args: argparse.Namespace) -> int:
     if args.json:
         for m in models:
             print(json.dumps({"name": m.name, "path": str(m.path), "n_params": m.n_params, "storage": m.storage,
-                              "size": m.size, "source": m.source, "kind": m.kind}))
+                              "size": m.size, "source": m.source, "kind": m.kind, "problem": m.problem}))
         return 0
     folders = [m for m in models if m.kind == "folder"]
     cached = [m for m in models if m.kind == "hf-cache"]
@@ -47,9 +47,12 @@ def _table(models, with_storage: bool) -> None:
     if not models:
         print("  (none)")
         return
-    rows = [(m.name, f"{m.n_params / 1e6:.1f}M" if m.n_params else "?", (m.storage or "?") if with_storage else "",
+    rows = [(m.name + (" (cannot load)" if m.problem else ""), f"{m.n_params / 1e6:.1f}M" if m.n_params else "?", (m.storage or "?") if with_storage else "",
              hub.human_size(m.size), m.source) for m in models]
     header = ("NAME", "PARAMS", "STORAGE" if with_storage else "", "SIZE", "SOURCE")
     widths = [max(len(str(r[i])) for r in [header, *rows]) for i in range(len(header))]
     for row in [header, *rows]:
         print("  " + "  ".join(str(cell).ljust(w) for cell, w in zip(row, widths) if w).rstrip())
+    for m in models:
+        if m.problem:
+            print(f"  {m.name} cannot load: {m.problem}")

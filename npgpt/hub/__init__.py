@@ -205,6 +205,7 @@ class LocalModel:
     size: int  # bytes on disk
     source: str  # "openai-community/gpt2@607a30d", or "local" for folders npgpt did not convert
     kind: str  # "folder" or "hf-cache"
+    problem: str | None = None  # why it would not load (``weights.folder_problem``), or None
 
 
 def list_models() -> list[LocalModel]:
@@ -230,8 +231,12 @@ def list_models() -> list[LocalModel]:
 
 
 def _local_model(name: str, folder: Path, source: str, kind: str) -> LocalModel:
+    from ..weights import folder_problem
+
     storage = storage_of(folder) if kind == "folder" else None
-    return LocalModel(name, folder, _n_params(folder), storage, _folder_size(folder), source, kind)
+    problem = folder_problem(folder)
+    n_params = None if problem else _n_params(folder)
+    return LocalModel(name, folder, n_params, storage, _folder_size(folder), source, kind, problem)
 
 
 def _n_params(folder: Path) -> int | None:

@@ -33,7 +33,7 @@ INDEX_NAME = "model.safetensors.index.json"  # a sharded checkpoint's {tensor: s
 TOKENIZER_PAIRS = (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe"))
 CHUNK = 1 << 20  # bytes read or hashed at a time
 
-_SHA256 = re.compile(r"^[0-9a-f]{64}$")
+SHA256_PATTERN = _SHA256 = re.compile(r"^[0-9a-f]{64}$")  # an LFS oid: safe in a path
 _GIT_SHA1 = re.compile(r"^[0-9a-f]{40}$")
 _VERIFIED: set[str] = set()  # blobs this process has already hashed (each file is hashed once)
 

@@ -37,6 +37,7 @@ from ..errors import ModelNotFoundError, WeightsError
 from ..weights import CONFIG_NAME, PICKLES, WEIGHTS_NAME, pickle_refused
 from .cache import (
     CHUNK,
+    SHA256_PATTERN,
     INDEX_NAME,
     TOKENIZER_PAIRS,
     hub_cache_dir,
@@ -66,6 +67,10 @@ def is_offline() -> bool:
     return bool(getattr(constants, "HF_HUB_OFFLINE", False))
 
 
+def _short(e: BaseException) -> str:
+    return f"{type(e).__name__}: {str(e).splitlines()[0][:200] if str(e) else ''}"
+
+
 class Unreachable(Exception):
     """The Hub could not be asked (offline mode, no connection, server error): try local copies."""
 
@@ -78,6 +83,18 @@ class RemoteFile:
     size: int | None
     sha256: str | None  # the LFS oid, for files stored with Git LFS (the weights)
     git_sha1: str | None  # the git blob id, for files stored in git itself (config, tokenizer)
+
+
+def check_remote_file(file: RemoteFile, repo_id: str) -> None:
+    """Refuse a listing whose hashes or sizes could not have come from a Hub: the sha256 names a
+    file in the cache, so it must be 64 hex digits before it goes anywhere near a path."""
+    if file.sha256 is not None and not (isinstance(file.sha256, str) and SHA256_PATTERN.match(file.sha256)):
+        raise WeightsError(
+            f"{hub_endpoint()} lists {repo_id}/{file.name} with the sha256 {str(file.sha256)[:80]!r}, which is not "
+            "64 hex digits; this server is not a Hugging Face Hub (check HF_ENDPOINT)"
+        )
+    if file.size is not None and not (isinstance(file.size, int) and file.size >= 0):
+        raise WeightsError(f"{hub_endpoint()} lists {repo_id}/{file.name} with the size {file.size!r}; check HF_ENDPOINT")
 
 
 def fetch(repo_id: str, revision: str | None, progress: bool) -> tuple[Path, str]:
@@ -100,6 +117,8 @@ def fetch(repo_id: str, revision: str | None, progress: bool) -> tuple[Path, str
         )
         for s in info.siblings or []
     }
+    for file in remote.values():
+        check_remote_file(file, repo_id)
     config_path = _fetch_file(repo_id, commit, remote, CONFIG_NAME, progress)
     GPT2Config.load(config_path)  # refuse a non-GPT-2 before fetching gigabytes of it
     weight_files = _weight_files_to_fetch(repo_id, commit, remote, progress)
@@ -247,6 +266,12 @@ def _download_blob(repo_id: str, commit: str, info: RemoteFile, progress: bool) 
                 f"cannot reach {endpoint} to download {info.name} of {repo_id} ({type(e).__name__}: {e}); "
                 "run the same command again when the network is back"
             ) from None
+        from huggingface_hub.errors import HfHubHTTPError
+
+        if isinstance(e, HfHubHTTPError):  # a 5xx, or a mirror that lists a file it then will not describe
+            raise ModelNotFoundError(
+                f"{endpoint} could not describe {info.name} of {repo_id} ({_short(e)}); run the same command again later"
+            ) from None
         raise
     sha256 = info.sha256
     if meta.etag != sha256 or (meta.size is not None and info.size is not None and meta.size != info.size):
@@ -263,11 +288,12 @@ def _download_blob(repo_id: str, commit: str, info: RemoteFile, progress: bool) 
     with WeakFileLock(lock):
         if blob.exists():
             return  # another process finished it while this one waited for the lock
-        if size is not None:
-            check_disk_space(blob.parent, size, f"{info.name} of {repo_id}")
+        partial = blob.with_name(f"{sha256}.incomplete")
+        if size is not None:  # the bytes already downloaded count: a download stopped by a full disk resumes
+            have = partial.stat().st_size if partial.exists() else 0
+            check_disk_space(blob.parent, size - min(have, size), f"the rest of {info.name} of {repo_id}")
         if _netloc(meta.location) != _netloc(url):
             headers.pop("authorization", None)  # never send a Hub token to a CDN
-        partial = blob.with_name(f"{sha256}.incomplete")
         _transfer(meta.location, partial, size, sha256, headers, f"{info.name}", progress)
         os.replace(partial, blob)
 
