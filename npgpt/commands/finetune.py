@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from .train import add_training_arguments, command_line, report, settings_from_args
+from .train import add_training_arguments, command_line, report, resume_base, settings_from_args
 
 EXAMPLES = r"""
 examples:
@@ -36,7 +36,7 @@ def run(args: argparse.Namespace) -> int:
     from ..training import FINETUNE_SETTINGS, finetune
 
     out = args.out or str(Path("weights") / f"{Path(args.model).name}-finetuned")
-    settings = settings_from_args(args, FINETUNE_SETTINGS)
+    settings = settings_from_args(args, resume_base(args, FINETUNE_SETTINGS))
     result = finetune(
         args.model, args.data, out, settings=settings, checkpoint=args.checkpoint, resume=args.resume,
         overwrite=args.overwrite, record={"command": command_line("finetune", args)},

@@ -87,13 +87,32 @@ def settings_from_args(args, base):
     return base.replace(**changes)
 
 
+def resume_base(args, default):
+    """The settings flags apply to: with --resume, the checkpoint's own (so that --steps is the
+    only change asked for); else ``default``."""
+    import json
+    from pathlib import Path
+
+    from ..training import TrainSettings
+    from ..training.checkpoint import CHECKPOINT_STATE, default_checkpoint
+
+    if not args.resume:
+        return default
+    checkpoint = Path(args.checkpoint) if args.checkpoint else default_checkpoint(args.out)
+    try:
+        with open(checkpoint / CHECKPOINT_STATE, encoding="utf-8") as f:
+            return TrainSettings(**json.load(f)["settings"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return default  # no readable checkpoint: pretrain says so
+
+
 def run(args: argparse.Namespace) -> int:
     from ..training import DEFAULT_CONFIG, TrainSettings, pretrain
 
     config = PRESETS[args.preset].replace(n_vocab=DEFAULT_CONFIG.n_vocab, n_ctx=DEFAULT_CONFIG.n_ctx) if args.preset else DEFAULT_CONFIG
     shape = {"n_layer": args.n_layer, "n_embd": args.n_embd, "n_head": args.n_head, "n_ctx": args.n_ctx, "n_vocab": args.vocab_size}
     config = config.replace(**{k: v for k, v in shape.items() if v is not None})
-    settings = settings_from_args(args, TrainSettings())
+    settings = settings_from_args(args, resume_base(args, TrainSettings()))
     result = pretrain(
         args.data, args.out, config=config, settings=settings, checkpoint=args.checkpoint, resume=args.resume,
         overwrite=args.overwrite, record={"command": command_line("train", args)},

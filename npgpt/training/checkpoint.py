@@ -94,8 +94,11 @@ def write_model_folder(model: GPT2, out, result, settings, record: dict, final: 
 
 
 def check_out_folders(out, checkpoint, resume: bool, overwrite: bool) -> None:
-    """Refuse to train over an existing model or checkpoint unless told (nothing is lost silently)."""
+    """Refuse to train over an existing model or checkpoint unless told (nothing is lost silently),
+    and refuse folders that cannot be written before any training (not after every step of it)."""
     out, checkpoint = Path(out), Path(checkpoint)
+    for folder, flag in ((out, "--out"), (checkpoint, "--checkpoint")):
+        check_writable_folder(folder, flag)
     if resume:
         if not (checkpoint / CHECKPOINT_STATE).is_file():
             raise WeightsError(f"nothing to resume: no checkpoint in {checkpoint}; run without --resume to start")
@@ -111,6 +114,23 @@ def check_out_folders(out, checkpoint, resume: bool, overwrite: bool) -> None:
         )
     if (out / "model.safetensors").exists():
         raise InputError(f"{out} already holds a model; pass --overwrite to replace it, or choose another --out")
+
+
+def check_writable_folder(folder: Path, flag: str) -> None:
+    """Raise ``InputError`` unless ``folder`` is (or can be created as) a folder npgpt can write in.
+
+    Creates the folder's parent (as the save would) and a test file there, removed at once."""
+    import tempfile
+
+    if folder.exists() and not folder.is_dir():
+        raise InputError(f"{flag} {folder} is a file, not a folder; choose another {flag}")
+    try:
+        folder.parent.mkdir(parents=True, exist_ok=True)
+        fd, name = tempfile.mkstemp(prefix=".npgpt-write-test.", dir=folder.parent)
+        os.close(fd)
+        os.unlink(name)
+    except OSError as e:
+        raise InputError(f"cannot write {flag} {folder} ({e.strerror or e}); choose a folder you can write to") from None
 
 
 def default_checkpoint(out) -> Path:

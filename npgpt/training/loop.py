@@ -32,7 +32,7 @@ from .checkpoint import check_out_folders, default_checkpoint, file_sha256, load
 from .data import Dataset, encode_dataset, get_batch, repeat_spans, split_text
 from .optim import AdamW, lr_schedule
 from .progress import Progress
-from .settings import DEFAULT_CONFIG, FINETUNE_SETTINGS, TrainSettings
+from .settings import DEFAULT_CONFIG, FINETUNE_SETTINGS, TrainSettings, check_memory
 from .step import dropout_masks, evaluate, sample_text, train_step
 
 
@@ -213,6 +213,11 @@ def resume_run(checkpoint: Path, data_path, text: str, settings: TrainSettings, 
             "resume with the same data, or start a new run"
         )
     saved = TrainSettings(**state["settings"])
+    if settings.steps != saved.steps and settings.steps <= state["step"]:
+        raise InputError(
+            f"the checkpoint in {checkpoint} is already at step {state['step']}, so steps={settings.steps} would "
+            f"train nothing; pass more steps than {state['step']} to train longer, or leave steps at the run's own {saved.steps}"
+        )
     settings = saved.replace(steps=max(settings.steps, saved.steps)) if settings.steps != saved.steps else saved
     state["optimizer_arrays"] = arrays
     resumed = {k: state[k] for k in RECORD_KEYS if k in state}  # the record as first written
@@ -253,6 +258,7 @@ def pretrain(data_path: str | os.PathLike, out: str | os.PathLike, *, config: GP
 
     if resume:
         return resume_run(checkpoint, data_path, text, settings, record, out=out, stream=stream, on_step=on_step, log=log)
+    check_memory(config, settings.batch_size, settings.n_seq or config.n_ctx)  # before minutes of BPE
     train_text, _ = split_text(text, settings.val_fraction)
     if tokenizer is None:
         t0 = time.perf_counter()
@@ -295,6 +301,7 @@ def finetune(model: GPT2 | str | os.PathLike, data_path: str | os.PathLike, out:
         raise InputError("the model has no tokenizer files (vocab.json + merges.txt); add them to its folder to fine-tune it")
     model.name = Path(out).name
     settings = settings.replace(n_seq=min(settings.n_seq or model.config.n_ctx, model.config.n_ctx))
+    check_memory(model.config, settings.batch_size, settings.n_seq)
     data = encode_dataset(text, model.tokenizer, settings.val_fraction)
     return train(model, data, settings, out=out, checkpoint=checkpoint, stream=stream, on_step=on_step,
                  record=record | {"mode": "finetune"})

@@ -7,6 +7,8 @@ Leaves out: the loop itself (``npgpt/training/loop.py``).
 from __future__ import annotations
 
 import dataclasses
+import math
+import os
 from dataclasses import dataclass
 
 from ..config import GPT2Config
@@ -75,6 +77,10 @@ class TrainSettings:
             raise ConfigError(f"n_seq must be a positive integer or None, got {self.n_seq!r}")
         if self.eval_tokens is not None and (not isinstance(self.eval_tokens, int) or self.eval_tokens < 1):
             raise ConfigError(f"eval_tokens must be a positive integer or None, got {self.eval_tokens!r}")
+        for name in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "grad_clip", "val_fraction", "dropout", "repeat_fraction"):
+            value = getattr(self, name)
+            if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
+                raise ConfigError(f"{name} must be a finite number, got {value!r}")
         if not (self.lr > 0 and 0 <= self.min_lr <= self.lr):
             raise ConfigError(f"need lr > 0 and 0 <= min_lr <= lr, got lr={self.lr}, min_lr={self.min_lr}")
         if not (0 <= self.beta1 < 1 and 0 <= self.beta2 < 1):
@@ -90,6 +96,44 @@ class TrainSettings:
 
     def replace(self, **changes) -> "TrainSettings":
         return dataclasses.replace(self, **changes)
+
+
+def training_memory(config: GPT2Config, batch_size: int, n_seq: int) -> int:
+    """Bytes a training step needs, roughly: float32 parameters, gradients and AdamW's two moments
+    (4 copies), plus the activations the backward pass keeps (per token: about 16 n_embd values
+    and the attention pattern per layer, and the logits with their gradient)."""
+    tokens = batch_size * n_seq
+    per_layer = 16 * config.n_embd + 2 * config.n_head * n_seq
+    activations = tokens * (config.n_layer * per_layer + 2 * config.n_vocab)
+    return 4 * (4 * config.n_params() + activations)
+
+
+def available_memory() -> int | None:
+    """Bytes of memory available now (Linux's MemAvailable, else the physical total), or None."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as f:
+            for line in f:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024
+    except (OSError, ValueError):
+        pass
+    try:
+        return os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def check_memory(config: GPT2Config, batch_size: int, n_seq: int) -> None:
+    """Refuse a run whose estimated memory exceeds what is available, before anything is allocated."""
+    from .._files import human_size
+
+    needed, free = training_memory(config, batch_size, n_seq), available_memory()
+    if free is not None and needed > free:
+        raise ConfigError(
+            f"training this model ({config.n_params() / 1e6:,.1f}M parameters, batch {batch_size} x {n_seq} tokens) needs "
+            f"about {human_size(needed)} of memory but {human_size(free)} is available; use fewer or narrower "
+            "layers (--n-layer, --n-embd), a smaller --batch-size or a shorter --n-seq"
+        )
 
 
 DEFAULT_CONFIG = GPT2Config(n_vocab=1024, n_ctx=256, n_embd=192, n_head=6, n_layer=4)  # the bundled model's shape
