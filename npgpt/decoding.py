@@ -94,8 +94,12 @@ def encode_prompts(model: GPT2, prompt_or_prompts) -> tuple[list[list[int]], boo
 
 
 def check_context(n_prompt: int, max_new_tokens: int, n_ctx: int, remedy: str) -> None:
-    """Refuse a prompt that cannot take ``max_new_tokens`` more tokens within the context."""
-    if n_prompt + max_new_tokens > n_ctx:
+    """Refuse a prompt that cannot take ``max_new_tokens`` more tokens within the context.
+
+    The last new token is chosen but never fed back in, so the model sees at most
+    ``n_prompt + max_new_tokens - 1`` positions: a prompt of exactly n_ctx tokens may get one more.
+    """
+    if n_prompt > n_ctx or n_prompt + max(max_new_tokens, 1) - 1 > n_ctx:
         raise InputError(
             f"the prompt ({n_prompt} tokens) plus max_new_tokens ({max_new_tokens}) is longer than the "
             f"model's context (n_ctx={n_ctx}); {remedy}"

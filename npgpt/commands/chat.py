@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 from ..errors import InputError
-from .generate import add_model_argument, add_sampling_arguments, check_settings, fresh_seed, load_model, settings_from_args, write
+from .generate import add_model_argument, add_sampling_arguments, check_settings, fresh_seed, load_model, settings_from_args, utf8_text, write
 
 EXAMPLES = r"""
 examples:
@@ -61,10 +61,14 @@ def run(args: argparse.Namespace) -> int:
     history = ""
     while True:
         try:
-            line = input("> ")
+            line = utf8_text(input("> "), "that line")
         except EOFError:
             print(file=sys.stderr)
             return 0
+        except (UnicodeDecodeError, InputError) as e:  # the one rule: text that is not UTF-8 is refused
+            print(f"npgpt: error: {e if isinstance(e, InputError) else 'that line is not UTF-8 text; type it again'}",
+                  file=sys.stderr)
+            continue
         command = line.strip()
         if command in ("/quit", "/exit"):
             return 0

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
+import os
 import sys
 
 import numpy as np
@@ -103,10 +105,60 @@ def load_model(name_or_path: str, dtype: str = "float32"):
 
 
 def read_prompt(prompt: str) -> str:
-    """A prompt argument: '-' reads stdin."""
+    """A prompt argument: '-' reads stdin. Text that is not UTF-8 is refused (``utf8_text``)."""
     if prompt == "-":
-        return sys.stdin.read()
-    return prompt
+        return read_stdin()
+    return utf8_text(prompt, "the text argument")
+
+
+# One rule for input bytes that are not UTF-8, in every command (generate, score, tokenize, chat):
+# refused with the offset of the first bad byte, never replaced or guessed.
+
+
+def decode_utf8(data: bytes, where: str) -> str:
+    """``data`` as UTF-8 text, or an ``InputError`` naming the first byte that is not UTF-8."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        raise InputError(
+            f"{where} is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r}); convert it first, "
+            "e.g. iconv -f latin1 -t utf-8"
+        ) from None
+
+
+def read_stdin() -> str:
+    """Standard input's bytes as UTF-8 text (a text-only stdin, e.g. a StringIO in tests, as it is)."""
+    buffer = getattr(sys.stdin, "buffer", None)
+    return decode_utf8(buffer.read(), "standard input") if buffer is not None else sys.stdin.read()
+
+
+def utf8_text(text: str, where: str) -> str:
+    """A command-line argument: bytes that were not UTF-8 arrive as lone surrogates; refuse them."""
+    try:
+        text.encode("utf-8")
+        return text
+    except UnicodeEncodeError:
+        try:
+            raw = os.fsencode(text)
+        except UnicodeEncodeError:
+            raw = text.encode("utf-8", "surrogatepass")
+        return decode_utf8(raw, where)
+
+
+def to_json(obj, **options) -> str:
+    """``json.dumps`` in which every non-finite float (NaN, infinity) is null: JSON has none of them,
+    and a bare NaN makes the whole output unreadable to other programs."""
+
+    def clean(x):
+        if isinstance(x, float) or isinstance(x, np.floating):
+            return float(x) if math.isfinite(x) else None
+        if isinstance(x, dict):
+            return {k: clean(v) for k, v in x.items()}
+        if isinstance(x, (list, tuple)):
+            return [clean(v) for v in x]
+        return x
+
+    return json.dumps(clean(obj), allow_nan=False, **options)
 
 
 def finite_or_none(x: float) -> float | None:
@@ -162,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json:
         result = generate_ids(model, prompts, **settings)
-        print(json.dumps(_json_result(args, model, prompts, settings, result), ensure_ascii=False, indent=2))
+        print(to_json(_json_result(args, model, prompts, settings, result), ensure_ascii=False, indent=2))
         return 0
 
     if len(prompts) == 1 and args.num_samples == 1:

@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import os
-import sys
 
 from ..errors import InputError
-from .generate import add_model_argument, finite_or_none, load_model
+from .generate import add_model_argument, decode_utf8, finite_or_none, load_model, read_stdin, to_json, utf8_text
 
 EXAMPLES = r"""
 examples:
@@ -49,16 +47,13 @@ def register(subparsers) -> None:
 def read_source(source: str, force_text: bool) -> tuple[str, str]:
     """(text, where it came from): '-' is stdin, an existing file is read, anything else is text."""
     if force_text:
-        return source, "text"
+        return utf8_text(source, "the text argument"), "text"
     if source == "-":
-        return sys.stdin.read(), "stdin"
+        return read_stdin(), "stdin"
     if os.path.isfile(source):
-        try:
-            with open(source, encoding="utf-8") as f:
-                return f.read(), source
-        except UnicodeDecodeError as e:
-            raise InputError(f"{source} is not UTF-8 text ({e}); convert it, e.g. iconv -t utf-8") from None
-    return source, "text"
+        with open(source, "rb") as f:
+            return decode_utf8(f.read(), source), source
+    return utf8_text(source, "the text argument"), "text"
 
 
 def run(args: argparse.Namespace) -> int:
@@ -73,7 +68,7 @@ def run(args: argparse.Namespace) -> int:
     result = score(model, text, window=args.window, stride=args.stride, prepend_eot=args.bos)
 
     if args.json:
-        print(json.dumps({
+        print(to_json({
             "model": args.model,
             "source": origin,
             "tokens": [{"id": i, "text": t, "logprob": lp} for i, t, lp in zip(result.ids, result.tokens, result.logprobs)],

@@ -27,6 +27,7 @@ from ..tokenizer import GPT2_MODEL_NAMES, Tokenizer
 # red, blue; black text on top.
 _BACKGROUNDS = (183, 151, 222, 217, 117)
 _RESET = "\x1b[0m"
+EXPLAIN_MAX_CHARS = 1000  # --explain's output grows with the square of a word's length
 
 
 def register(subparsers) -> None:
@@ -72,6 +73,7 @@ def run(args: argparse.Namespace) -> int:
     }[args.special]
     try:
         if args.explain:
+            text = _explainable(text)
             explanation = tok.explain(text, **special)
             ids = explanation.ids
         else:
@@ -110,6 +112,17 @@ def run(args: argparse.Namespace) -> int:
     n_bytes = len(text.encode("utf-8", "surrogatepass"))
     out.write(f"{_count(len(ids), 'token')}, {_count(len(text), 'character')}, {_count(n_bytes, 'byte')}\n")
     return 0
+
+
+def _explainable(text: str) -> str:
+    """The part of ``text`` that --explain shows: every merge of a long word lists all its parts, so
+    the output grows with the square of a word's length; past EXPLAIN_MAX_CHARS it is cut, with a note."""
+    if len(text) <= EXPLAIN_MAX_CHARS:
+        return text
+    print(f"npgpt: --explain shows the first {EXPLAIN_MAX_CHARS:,} of the text's {len(text):,} characters "
+          "(every step of a long text is more than anyone reads); without --explain every token is shown",
+          file=sys.stderr)
+    return text[:EXPLAIN_MAX_CHARS]
 
 
 def colorize(tokens: list[str]) -> str:
@@ -166,14 +179,15 @@ def _read_text(args) -> str:
         return _decode(sys.stdin.buffer.read(), "standard input")
     if args.text is None:
         raise InputError('nothing to tokenize: give TEXT, "-" for standard input, or --file F')
-    return args.text
+    from .generate import utf8_text
+
+    return utf8_text(args.text, "the text argument")
 
 
 def _decode(data: bytes, where: str) -> str:
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as e:
-        raise InputError(f"{where} is not UTF-8 text (byte {e.start}: {data[e.start:e.start + 1]!r})") from e
+    from .generate import decode_utf8
+
+    return decode_utf8(data, where)
 
 
 def _load_tokenizer(name_or_path: str | None) -> Tokenizer:

@@ -8,6 +8,7 @@ Each view runs the model once on the text (``run_with_cache``), computes what it
 from __future__ import annotations
 
 import argparse
+import math
 import sys
 from dataclasses import dataclass
 
@@ -41,6 +42,8 @@ examples:
   npgpt viz html "$(cat story.txt)" -o view.html
   npgpt viz positions -o wpe.png
 """
+
+MIN_DPI, MAX_DPI = 10, 1200  # past 1200 a figure takes gigabytes to render
 
 VIEWS = ["attention", "grid", "logit-lens", "activations", "residual", "entropy", "scores", "flow",
          "attribution", "ablation", "next-token", "positions", "html"]
@@ -85,10 +88,10 @@ def _tokenize(model, text: str) -> np.ndarray:
     return ids
 
 
-def _check_layer_head(model, layer: int, head: int | None = None) -> int:
+def _check_layer_head(model, layer: int, head: int | None = None, flag: str = "--layer") -> int:
     c = model.config
     if not -c.n_layer <= layer < c.n_layer:
-        raise InputError(f"--layer {layer} does not exist: this model has layers 0..{c.n_layer - 1}")
+        raise InputError(f"{flag} {layer} does not exist: this model has layers 0..{c.n_layer - 1}")
     if head is not None and not 0 <= head < c.n_head:
         raise InputError(f"--head {head} does not exist: each layer has heads 0..{c.n_head - 1}")
     return layer % c.n_layer
@@ -110,9 +113,14 @@ def run(args: argparse.Namespace) -> int:
         layers = None
         if args.layers:
             try:
-                layers = [_check_layer_head(model, int(x)) for x in args.layers.split(",") if x.strip()]
+                numbers = [int(x) for x in args.layers.split(",") if x.strip()]
             except ValueError:
-                raise InputError(f"--layers takes comma-separated layer numbers, got {args.layers!r}") from None
+                raise InputError(f"--layers takes comma-separated layer numbers, e.g. 0,3,5, got {args.layers!r}") from None
+            bad = [n for n in numbers if not 0 <= n < model.config.n_layer]
+            if bad or not numbers:
+                raise InputError(f"--layers {args.layers}: this model has layers 0..{model.config.n_layer - 1}; "
+                                 f"{'layer ' + str(bad[0]) + ' does not exist' if bad else 'give at least one'}")
+            layers = numbers
         path = viz.html.show_attention(run.cache, run.tokens, layers=layers).save(output)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {len(ids)} tokens)", file=sys.stderr)
         return 0
@@ -132,6 +140,10 @@ def _check_arguments(args, viz) -> str:
         raise InputError(f"the {view} view needs a text to run: npgpt viz {view} \"some text\"")
     if args.k < 1:
         raise InputError(f"--k must be at least 1, got {args.k}")
+    if not (math.isfinite(args.gamma) and args.gamma > 0):
+        raise InputError(f"--gamma must be a number > 0 (1 is linear, < 1 shows small weights), got {args.gamma}")
+    if not MIN_DPI <= args.dpi <= MAX_DPI:
+        raise InputError(f"--dpi must be between {MIN_DPI} and {MAX_DPI} (default 150), got {args.dpi}")
     return output
 
 
