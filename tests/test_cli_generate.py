@@ -124,7 +124,7 @@ def test_stop_option_understands_escapes():
     [
         (["--temperature", "-1"], "temperature"),
         (["--top-p", "1.5"], "top_p"),
-        (["--top-p", "0"], "top_p"),
+        (["--top-p", "-0.1"], "top_p"),
         (["--top-k", "-2"], "top_k"),
         (["--min-p", "3"], "min_p"),
         (["--max-new-tokens", "-1"], "max_new_tokens"),

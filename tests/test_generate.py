@@ -250,11 +250,12 @@ def test_prompt_errors(tiny_model, text_model):
 
 
 def test_prompt_longer_than_the_context_is_an_error_by_default(tiny_model):
+    # k new tokens need prompt + k - 1 positions: the last one chosen is never fed back.
     n_ctx = tiny_model.config.n_ctx  # 64
     with pytest.raises(npgpt.InputError, match=r"n_ctx=64.*sliding_window=True"):
-        generate_ids(tiny_model, list(range(60)), max_new_tokens=5, temperature=0)
-    out = generate_ids(tiny_model, list(range(60)), max_new_tokens=4, temperature=0)  # exactly fits
-    assert len(out.completions[0].ids) == 4
+        generate_ids(tiny_model, list(range(60)), max_new_tokens=6, temperature=0)
+    out = generate_ids(tiny_model, list(range(60)), max_new_tokens=5, temperature=0)  # exactly fits
+    assert len(out.completions[0].ids) == 5
     with pytest.raises(npgpt.InputError, match="n_ctx"):
         generate_ids(tiny_model, list(range(n_ctx + 5)), max_new_tokens=1, temperature=0)
 
