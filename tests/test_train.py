@@ -32,6 +32,7 @@ from npgpt.training import (
     repeat_spans,
     split_text,
 )
+from npgpt.training.optim import lr_schedule
 from npgpt.weights import flatten
 
 REPO = Path(__file__).resolve().parents[1]
@@ -214,6 +215,27 @@ def test_resume_can_extend_a_finished_run(text_file, tmp_path):
     longer = pretrain(text_file, tmp_path / "m", config=TINY, settings=settings.replace(steps=6), resume=True,
                       stream=io.StringIO())
     assert longer.history[-1]["step"] == 6 and len(longer.history) == 6
+
+
+def test_resume_can_shorten_an_unfinished_run(text_file, tmp_path):
+    # A run planned for 12 steps, interrupted at step 5, resumed with --steps 8:
+    # it ends at step 8, its learning rate decays to min_lr over 8 steps, and the record says so.
+    settings = QUICK.replace(steps=12, eval_interval=4, sample_interval=0)
+
+    def stop_at_5(step, metrics):
+        if step == 5:
+            raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        pretrain(text_file, tmp_path / "s", config=TINY, settings=settings, stream=io.StringIO(), on_step=stop_at_5)
+    short = pretrain(text_file, tmp_path / "s", config=TINY, settings=settings.replace(steps=8), resume=True,
+                     stream=io.StringIO())
+    assert [h["step"] for h in short.history] == list(range(1, 9))
+    assert short.history[-1]["lr"] == pytest.approx(lr_schedule(7, max_lr=settings.lr, total_steps=8,
+                                                                warmup_steps=settings.warmup_steps, min_lr=settings.min_lr))
+    record = json.loads((tmp_path / "s" / "train_log.json").read_text())
+    assert record["completed"] and record["settings"]["steps"] == 8
+    assert record["resumed_at"] == [5] and record["steps_at_resume"] == [8]
 
 
 def test_finetune_starts_from_the_given_weights_and_leaves_them_alone(text_file, tmp_path, trained):

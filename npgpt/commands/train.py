@@ -76,7 +76,7 @@ def add_training_arguments(parser, defaults=None) -> None:
     g.add_argument("--sample-tokens", type=int, help=f"tokens per sample (default {d.sample_tokens})")
     g.add_argument("--sample-prompt", help="text the samples start from (default: a newline)")
     g.add_argument("--checkpoint", metavar="DIR", help="checkpoint folder (default: OUT-checkpoint)")
-    g.add_argument("--resume", action="store_true", help="continue the run saved in the checkpoint (its settings; --steps may extend it)")
+    g.add_argument("--resume", action="store_true", help="continue the run saved in the checkpoint (its settings; --steps may make it longer or shorter)")
     g.add_argument("--overwrite", action="store_true", help="replace an existing model folder / checkpoint")
 
 

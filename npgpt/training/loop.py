@@ -199,13 +199,15 @@ def train(model: GPT2, data: Dataset, settings: TrainSettings, *, out: str | os.
 # ---- entry points: pre-training and fine-tuning -------------------------------------------------
 
 
-RECORD_KEYS = ("mode", "command", "data", "data_sha256", "base_model", "resumed_at")
+RECORD_KEYS = ("mode", "command", "data", "data_sha256", "base_model", "resumed_at", "steps_at_resume")
 
 
 def resume_run(checkpoint: Path, data_path, text: str, settings: TrainSettings, record: dict, *, out, stream, on_step,
                log: Callable[[str], None] | None = None) -> TrainResult:
-    """Continue the run saved in ``checkpoint``: its model, tokenizer, optimiser and settings
-    (``settings.steps`` may be raised to train longer); the data must be the same file."""
+    """Continue the run saved in ``checkpoint``: its model, tokenizer, optimiser and settings; the
+    data must be the same file. A different ``settings.steps`` (above the step reached) changes the
+    run's length: longer, or shorter, the cosine decay of the learning rate recomputed for the new
+    total from the next step on."""
     model, arrays, scalars, state = load_checkpoint(checkpoint)
     if state.get("data_sha256") != record["data_sha256"]:
         raise InputError(
@@ -216,12 +218,13 @@ def resume_run(checkpoint: Path, data_path, text: str, settings: TrainSettings, 
     if settings.steps != saved.steps and settings.steps <= state["step"]:
         raise InputError(
             f"the checkpoint in {checkpoint} is already at step {state['step']}, so steps={settings.steps} would "
-            f"train nothing; pass more steps than {state['step']} to train longer, or leave steps at the run's own {saved.steps}"
+            f"train nothing; pass more steps than {state['step']}, or leave steps at the run's own {saved.steps}"
         )
-    settings = saved.replace(steps=max(settings.steps, saved.steps)) if settings.steps != saved.steps else saved
+    settings = saved.replace(steps=settings.steps) if settings.steps != saved.steps else saved
     state["optimizer_arrays"] = arrays
     resumed = {k: state[k] for k in RECORD_KEYS if k in state}  # the record as first written
     resumed["resumed_at"] = list(resumed.get("resumed_at", [])) + [state["step"]]
+    resumed["steps_at_resume"] = list(resumed.get("steps_at_resume", [])) + [settings.steps]
     if log is not None:
         log(f"resuming {checkpoint} at step {state['step']} of {settings.steps}")
     data = encode_dataset(text, model.tokenizer, settings.val_fraction)
