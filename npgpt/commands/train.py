@@ -1,7 +1,8 @@
 """``npgpt train``: pre-train a small GPT-2 from scratch on a text file, with a tokenizer learned from it.
 
-The shape comes from a preset (``--preset gpt2`` etc.) or from flags; the defaults are the
-bundled Shakespeare model's. The hyper-parameter flags are shared with ``npgpt finetune``
+The shape comes from a preset (``--preset gpt2`` etc.) or from flags; the defaults make a quick
+4-layer model (the bundled Shakespeare model's command, longer and 8 layers deep, is in
+``weights/README.md``). The hyper-parameter flags are shared with ``npgpt finetune``
 (``add_training_arguments``); each defaults to ``TrainSettings``' value.
 """
 

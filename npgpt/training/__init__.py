@@ -9,7 +9,7 @@ The modules, in the order a step uses them:
     optim.py       AdamW, gradient clipping, the warm-up + cosine learning rate
     checkpoint.py  checkpoints that resume exactly, and the model folder a run writes
     progress.py    the progress line and the loss curve
-    settings.py    ``TrainSettings``, the bundled model's shape, fine-tuning's defaults
+    settings.py    ``TrainSettings``, the default shape, fine-tuning's defaults
     loop.py        ``train`` (the loop), ``pretrain`` and ``finetune`` (its entry points)
 
 The output is an ordinary model folder (``npgpt.save``): config.json, model.safetensors,

@@ -1,5 +1,5 @@
 """The settings of a training run: ``TrainSettings`` (hyper-parameters and run control), the
-bundled model's shape, and fine-tuning's defaults.
+default shape (a quick 4-layer model), and fine-tuning's defaults.
 
 Leaves out: the loop itself (``npgpt/training/loop.py``).
 """
@@ -17,7 +17,8 @@ from ..errors import ConfigError
 
 @dataclass(frozen=True)
 class TrainSettings:
-    """The hyper-parameters of one training run (defaults: the bundled Shakespeare model's recipe).
+    """The hyper-parameters of one training run (defaults: a quick run, about half an hour on
+    two cores for the default shape; the bundled model's longer recipe is in ``weights/README.md``).
 
     ==================  =====================================================================
     steps               optimiser steps in the whole run
@@ -136,7 +137,7 @@ def check_memory(config: GPT2Config, batch_size: int, n_seq: int) -> None:
         )
 
 
-DEFAULT_CONFIG = GPT2Config(n_vocab=1024, n_ctx=256, n_embd=192, n_head=6, n_layer=4)  # the bundled model's shape
+DEFAULT_CONFIG = GPT2Config(n_vocab=1024, n_ctx=256, n_embd=192, n_head=6, n_layer=4)  # 2M parameters: quick to train
 
 
 # Fine-tuning's defaults: a small learning rate, no weight decay, a short run, 4 windows of 256
