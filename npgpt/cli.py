@@ -19,7 +19,7 @@ import sys
 from .errors import NpgptError
 
 # Module names under npgpt.commands, in the order `npgpt --help` lists them.
-COMMANDS = ["generate", "score", "chat", "tokenize", "download", "models", "viz", "train", "finetune", "data"]
+COMMANDS = ["generate", "score", "chat", "tokenize", "download", "convert", "models", "viz", "train", "finetune", "data"]
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -60,8 +60,10 @@ from .errors import ConfigError, ModelNotFoundError, WeightsError
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.json"
+INDEX_NAME = "model.safetensors.index.json"  # a sharded checkpoint's {tensor: shard file} map
 PICKLES = ("pytorch_model.bin", "pytorch_model.bin.index.json")  # never read: see pickle_refused
 
+TOKENIZER_PAIRS = (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe"))  # HF's names, OpenAI's
 _IGNORED = re.compile(r"^h\.\d+\.attn\.(bias|masked_bias)$")
 
 
@@ -288,31 +290,60 @@ def read_safetensors_header(path: str | os.PathLike) -> tuple[dict, int]:
     return entries, data_start
 
 
-def open_safetensors(path: str | os.PathLike, *, widen_bf16: bool = True) -> dict[str, np.ndarray]:
+def open_safetensors(path: str | os.PathLike, *, widen_bf16: bool = True,
+                     skip: Callable[[str], bool] | None = None) -> dict[str, np.ndarray]:
     """Every tensor of a safetensors file as a view into a copy-on-write memory map (no copy).
 
     The arrays are writable, but writes stay private to this process: the file never changes.
     bfloat16 tensors are widened to float32 (a copy), or with ``widen_bf16=False`` returned as
-    their uint16 bit patterns (see ``bf16_to_f32``). A tensor whose offset is not a multiple of its
-    item size (no writer npgpt knows does this) is copied, so that every array is aligned.
+    their uint16 bit patterns (see ``bf16_to_f32``). Tensors for which ``skip(name)`` is true
+    (the mask buffers, say) are left out without reading a byte of them.
+
+    A tensor whose offset is not a multiple of its item size cannot be viewed as an array that
+    NumPy's fast paths accept. The Hub's own gpt2 file is such a file: its header is not padded, so
+    its data start at byte 14,291 and every float32 is 3 bytes off. Each such tensor is read, one
+    at a time, from the file into a fresh aligned array (``_read_aligned``); its pages are never
+    mapped, so memory holds one copy of the model, not the mapping and a copy.
     """
     entries, _ = read_safetensors_header(path)
+    entries = {k: v for k, v in entries.items() if skip is None or not skip(k)}
     if not entries:
         return {}
-    with open(path, "rb") as f:
+    with open(path, "rb", buffering=0) as f:
         # ACCESS_COPY = MAP_PRIVATE: pages come from the page cache, shared with every other process
         # reading the file, until (if ever) someone writes to them.
         mapping = mmap_module.mmap(f.fileno(), 0, access=mmap_module.ACCESS_COPY)
-    tensors = {}
-    for name, (dtype_name, shape, begin, end) in entries.items():
-        dtype = SAFETENSORS_DTYPES[dtype_name]
-        array = np.frombuffer(mapping, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=begin).reshape(shape)
-        if begin % dtype.itemsize:
-            array = array.copy()
-        if dtype_name == "BF16" and widen_bf16:
-            array = bf16_to_f32(array)
-        tensors[name] = array
+        tensors = {}
+        for name, (dtype_name, shape, begin, end) in entries.items():
+            dtype = SAFETENSORS_DTYPES[dtype_name]
+            if begin % dtype.itemsize:
+                array = _read_aligned(f, begin, dtype, shape)
+            else:
+                array = np.frombuffer(mapping, dtype=dtype, count=(end - begin) // dtype.itemsize, offset=begin)
+                array = array.reshape(shape)
+            if dtype_name == "BF16" and widen_bf16:
+                array = bf16_to_f32(array)
+            tensors[name] = array
     return tensors
+
+
+def _read_aligned(f, begin: int, dtype: np.dtype, shape: tuple[int, ...]) -> np.ndarray:
+    """One tensor read from the open (unbuffered) file ``f`` at byte ``begin`` into a new array."""
+    array = np.empty(shape, dtype)
+    view = memoryview(array.reshape(-1).view(np.uint8))
+    f.seek(begin)
+    done = 0
+    while done < len(view):  # readinto may return less than asked: read on until full
+        n = f.readinto(view[done:])
+        if not n:
+            raise WeightsError(f"weights file {f.name!r} ended inside a tensor; download or save it again")
+        done += n
+    return array
+
+
+def is_mask_buffer(name: str) -> bool:
+    """True for the ``attn.bias`` / ``attn.masked_bias`` buffers (either naming): not parameters."""
+    return bool(_IGNORED.match(name.removeprefix("transformer.")))
 
 
 def write_safetensors(
@@ -433,12 +464,17 @@ def pickle_refused(source: str, pickle_name: str, save_to: str, more: str = "") 
     )
 
 
-def load_folder(path: str | os.PathLike, dtype="float32", mmap: bool = True, allow_nonfinite: bool = False):
+def load_folder(path: str | os.PathLike, dtype="float32", mmap: bool = True, allow_nonfinite: bool = False,
+                name: str | None = None):
     """Load a model folder (``config.json`` + ``model.safetensors``) into a ``GPT2``.
 
+    The folder may be one npgpt wrote, one ``save_pretrained`` wrote, or a snapshot in the Hugging
+    Face cache (``snapshots/<commit>/``, whose files are symlinks into ``blobs/``), read in place:
+    one ``model.safetensors`` or the shards a ``model.safetensors.index.json`` lists.
+
     With ``mmap=True`` (the default) the parameters are views into a copy-on-write memory map of
-    ``model.safetensors`` (see ``open_safetensors``): nothing is copied when the file already holds
-    ``dtype``, and editing a parameter in place never changes the file. ``mmap=False`` reads
+    the weights (see ``open_safetensors``): nothing is copied when the file already holds
+    ``dtype`` at aligned offsets, and editing a parameter in place never changes the file. ``mmap=False`` reads
     everything into ordinary arrays. Tensors stored in another float type (float16, bfloat16)
     are converted to ``dtype`` here, once.
 
@@ -449,6 +485,7 @@ def load_folder(path: str | os.PathLike, dtype="float32", mmap: bool = True, all
 
     A tensor holding NaN or infinity is refused (``WeightsError`` naming it): such a model
     would only print nonsense. ``allow_nonfinite=True`` loads it anyway, for debugging.
+    ``name`` names the model (default: the folder's name).
     """
     from .gpt2 import GPT2
 
@@ -458,21 +495,46 @@ def load_folder(path: str | os.PathLike, dtype="float32", mmap: bool = True, all
         raise ModelNotFoundError(
             f"no model folder at {os.fspath(path)!r}; pass a folder holding config.json and model.safetensors"
         )
-    if not (folder / WEIGHTS_NAME).exists():
+    files = weight_files_of(folder)
+    if files is None:
         pickles = [name for name in PICKLES if (folder / name).exists()]
         if pickles:
             raise pickle_refused(str(folder), pickles[0], str(folder))
-        if (folder / "model.safetensors.index.json").exists():
-            raise WeightsError(
-                f"{folder} holds a sharded checkpoint (model.safetensors.index.json); merge it into one "
-                f"model folder first: python -c \"import npgpt.hub; npgpt.hub.convert('{folder}', '{folder}-npgpt')\""
-            )
         raise WeightsError(f"{folder} has no {WEIGHTS_NAME}; a model folder needs config.json and {WEIGHTS_NAME}")
     config = GPT2Config.load(folder / CONFIG_NAME)
-    tensors = open_safetensors(folder / WEIGHTS_NAME) if mmap else read_safetensors(folder / WEIGHTS_NAME)
-    params = params_from_checkpoint(tensors, config, source=str(folder / WEIGHTS_NAME), dtype=dtype,
-                                    allow_nonfinite=allow_nonfinite)
-    return GPT2(config=config, params=params, tokenizer=_load_tokenizer(folder), name=folder.name)
+    tensors = {}
+    for file in files:  # shards are merged here: one dict of views
+        if mmap:
+            tensors.update(open_safetensors(folder / file, skip=is_mask_buffer))
+        else:
+            tensors.update(read_safetensors(folder / file))
+    source = str(folder / files[0]) if len(files) == 1 else str(folder)
+    params = params_from_checkpoint(tensors, config, source=source, dtype=dtype, allow_nonfinite=allow_nonfinite)
+    return GPT2(config=config, params=params, tokenizer=_load_tokenizer(folder), name=name or folder.name)
+
+
+def weight_files_of(folder: Path) -> list[str] | None:
+    """The safetensors files a model folder's weights are in, if all of them are present."""
+    if (folder / WEIGHTS_NAME).is_file():
+        return [WEIGHTS_NAME]
+    if (folder / INDEX_NAME).is_file():
+        shards = shards_of(folder / INDEX_NAME)
+        if shards and all((folder / shard).is_file() for shard in shards):
+            return shards
+    return None
+
+
+def shards_of(index_path: Path) -> list[str]:
+    """The shard files a ``model.safetensors.index.json`` lists, sorted."""
+    try:
+        with open(index_path, encoding="utf-8") as f:
+            weight_map = json.load(f)["weight_map"]
+        shards = sorted(set(weight_map.values()))
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
+        shards = None
+    if not shards or not all(isinstance(s, str) and "/" not in s and "\\" not in s and s not in (".", "..") for s in shards):
+        raise WeightsError(f"{index_path} is not a valid safetensors index (no weight_map); download it again")
+    return shards
 
 
 def _memory_dtype(dtype) -> np.dtype:
@@ -487,12 +549,51 @@ def _memory_dtype(dtype) -> np.dtype:
 
 
 def _load_tokenizer(folder: Path):
-    """The folder's own tokenizer files, else GPT-2's when config.json's vocab_size fits, else None."""
+    """The folder's own tokenizer files (``vocab.json`` + ``merges.txt``, OpenAI's names, or a
+    byte-level BPE ``tokenizer.json``), else GPT-2's when config.json's vocab_size fits, else None.
+    A ``tokenizer.json`` that holds GPT-2's vocabulary gives GPT-2's tokenizer itself (shared)."""
     from .engine import tokenizer_class
 
+    cls = tokenizer_class()
+    has_pair = any((folder / a).is_file() and (folder / b).is_file() for a, b in TOKENIZER_PAIRS)
+    if not has_pair and (folder / "tokenizer.json").is_file():
+        found = read_tokenizer_json(folder / "tokenizer.json")
+        if found is not None:
+            gpt2 = _gpt2_or_none(cls)
+            if gpt2 is not None and found == (gpt2.encoder, gpt2.merges):
+                return gpt2
+            return cls(*found, name=folder.name)
     try:
-        return tokenizer_class().from_folder(folder, fallback_to_gpt2=True)
+        return cls.from_folder(folder, fallback_to_gpt2=True)
     except ModelNotFoundError:
+        return None
+
+
+def _gpt2_or_none(cls):
+    try:
+        return cls.gpt2()
+    except ModelNotFoundError:
+        return None
+
+
+def read_tokenizer_json(path: str | os.PathLike) -> tuple[dict[str, int], list[tuple[str, str]]] | None:
+    """(vocab, merges) of a byte-level BPE ``tokenizer.json``; None for other kinds.
+
+    Hugging Face's fast-tokenizer file holds the same vocabulary and merges as vocab.json and
+    merges.txt; merges are either "a b" strings (older files) or ["a", "b"] pairs (newer ones).
+    """
+    try:
+        with open(path, encoding="utf-8") as f:
+            data = json.load(f)
+        model = data["model"]
+        if model.get("type") != "BPE" or (data.get("pre_tokenizer") or {}).get("type") != "ByteLevel":
+            return None
+        vocab = dict(model["vocab"])
+        for added in data.get("added_tokens") or []:
+            vocab.setdefault(added["content"], added["id"])
+        merges = [tuple(m.split(" ") if isinstance(m, str) else m) for m in model["merges"]]
+        return dict(sorted(vocab.items(), key=lambda item: item[1])), merges
+    except (OSError, ValueError, KeyError, TypeError, AttributeError):
         return None
 
 

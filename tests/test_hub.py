@@ -197,18 +197,15 @@ def test_fresh_download_then_cached_loads_with_the_server_stopped(hub, env, chec
     pointer = repo / "snapshots" / hub.commit / "model.safetensors"
     assert Path(os.path.realpath(pointer)) == repo / "blobs" / sha256(checkpoint.files["model.safetensors"])
 
-    # the converted folder: self-contained, with its provenance
-    folder = weights(env) / "someone--tiny-gpt2"
-    assert sorted(p.name for p in folder.iterdir()) == ["config.json", "merges.txt", "model.safetensors", "npgpt.json", "vocab.json"]
-    provenance = json.loads((folder / "npgpt.json").read_text())
-    assert (provenance["repo_id"], provenance["commit"], provenance["storage"]) == (REPO, hub.commit, "float32")
+    # loaded in place from the snapshot: no second copy in the weights folder
+    assert not weights(env).exists() or list(weights(env).iterdir()) == []
+    assert npgpt_hub.find_local(REPO) == repo / "snapshots" / hub.commit
+    assert model.name == "someone--tiny-gpt2"
     assert leftovers(env) == []
 
     hub.stop()  # from now on any request would fail
-    assert_same_logits(npgpt.load(REPO), checkpoint.model)  # from the weights folder
-    shutil.rmtree(folder)
-    assert_same_logits(npgpt.load(REPO, progress=False), checkpoint.model)  # converted again from the HF cache
-    assert (folder / "npgpt.json").exists()
+    assert_same_logits(npgpt.load(REPO), checkpoint.model)  # from the HF cache, in place
+    assert not weights(env).exists() or list(weights(env).iterdir()) == []
 
 
 def test_a_model_cached_by_huggingface_hub_is_not_downloaded_again(hub, env, checkpoint):
@@ -223,11 +220,11 @@ def test_a_model_cached_by_huggingface_hub_is_not_downloaded_again(hub, env, che
     assert npgpt_hub.find_local("gpt2") == cache_repo(env, "gpt2") / "snapshots" / hub.repos["openai-community/gpt2"]["refs"]["main"]
     model = npgpt.load("gpt2", progress=False)
     assert_same_logits(model, checkpoint.model)
-    assert npgpt_hub.find_local("gpt2") == weights(env) / "gpt2"
+    assert npgpt_hub.find_local("gpt2") == cache_repo(env, "gpt2") / "snapshots" / hub.repos["openai-community/gpt2"]["refs"]["main"]
     assert npgpt_hub.find_local("gpt2-xl") is None
-    assert (weights(env) / "gpt2" / "model.safetensors").exists()
+    assert not (weights(env) / "gpt2").exists()  # read in place: no copy
     listed = {(m.name, m.kind) for m in npgpt_hub.list_models()}
-    assert {("gpt2", "folder"), ("gpt2", "hf-cache")} <= listed
+    assert ("gpt2", "hf-cache") in listed
 
 
 def test_a_local_folder_is_found_before_any_network(hub, env, checkpoint):
@@ -286,17 +283,17 @@ def test_a_corrupted_download_is_detected_and_not_kept(hub, env, checkpoint):
     assert_same_logits(npgpt.load(REPO, progress=False), checkpoint.model)
 
 
-def test_a_corrupted_file_in_the_cache_is_detected_when_converting(hub, env, checkpoint):
+def test_a_corrupted_file_in_the_cache_is_detected_by_download(hub, env, checkpoint):
+    """Loading in place does not hash gigabytes at every load; ``npgpt download`` (and converting) does."""
     npgpt_hub.download(REPO, progress=False)
     blob = cache_repo(env) / "blobs" / sha256(checkpoint.files["model.safetensors"])
     data = bytearray(blob.read_bytes())
     data[-1] ^= 0xFF  # a flipped bit on disk
     blob.write_bytes(bytes(data))
-    shutil.rmtree(weights(env) / "someone--tiny-gpt2")
     forget_verified()  # as in a new process
     hub.stop()
     with pytest.raises(npgpt.WeightsError, match="corrupt.*deleted"):
-        npgpt.load(REPO, progress=False)
+        npgpt_hub.download(REPO, progress=False)
     assert not blob.exists()
 
 
@@ -346,12 +343,11 @@ def test_offline_and_not_cached_is_one_clear_error(hub, env, monkeypatch):
 
 
 def test_offline_mode_uses_the_cache(hub, env, monkeypatch, checkpoint):
-    npgpt_hub.download(REPO, progress=False)
-    shutil.rmtree(weights(env) / "someone--tiny-gpt2")
+    snapshot = npgpt_hub.download(REPO, progress=False)
     before = len(hub.requests)
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     assert_same_logits(npgpt.load(REPO, progress=False), checkpoint.model)
-    assert npgpt_hub.download(REPO, progress=False) == weights(env) / "someone--tiny-gpt2"  # offline: as it is
+    assert npgpt_hub.download(REPO, progress=False) == snapshot == cache_repo(env) / "snapshots" / hub.commit  # offline: as it is
     assert len(hub.requests) == before
 
 
@@ -364,7 +360,9 @@ def test_a_revision_gets_its_own_folder(hub, env, checkpoint):
                  revision="v1")
     assert_same_logits(npgpt.load(REPO, revision="v1", progress=False), other)
     assert_same_logits(npgpt.load(REPO, progress=False), checkpoint.model)
-    assert (weights(env) / "someone--tiny-gpt2@v1").is_dir() and (weights(env) / "someone--tiny-gpt2").is_dir()
+    refs = cache_repo(env) / "refs"
+    assert (refs / "v1").read_text() != (refs / "main").read_text()  # two snapshots, each read in place
+    assert npgpt.load(REPO, revision="v1").name == "someone--tiny-gpt2@v1"
 
 
 def test_hf_token_reads_a_private_repo_and_never_reaches_the_cdn(hub, monkeypatch, checkpoint):
@@ -401,10 +399,10 @@ def test_float16_storage_halves_the_file_and_computes_in_float32(hub, env, check
     with pytest.raises(npgpt.ConfigError, match="dtype must be 'float32' or 'float16'"):
         npgpt.load(REPO, dtype="int8")
 
-    hub.stop()  # switching storage converts again from the HF cache: no download
+    hub.stop()  # float32, the snapshot's own storage, is read in place from the HF cache: no download
     model = npgpt.load(REPO, storage="float32", progress=False)
     assert_same_logits(model, checkpoint.model)
-    f32_size = (folder / "model.safetensors").stat().st_size
+    f32_size = (cache_repo(env) / "snapshots" / hub.commit / "model.safetensors").stat().st_size
     assert 0.49 < f16_size / f32_size < 0.51
 
 
@@ -428,10 +426,14 @@ def test_a_sharded_bfloat16_fine_tune_with_only_tokenizer_json_converts(hub, env
         **{shard: safetensors_bytes({n: bf16[n] for n in ns}) for shard, ns in shards.items()},
     }
     hub.add_repo("someone/finetune", files)
-    model = npgpt.load("someone/finetune", progress=False)
+    model = npgpt.load("someone/finetune", progress=False)  # in place: shards merged in memory, bf16 widened
     assert_same_logits(model, rounded_through(checkpoint.model, "bf16"))
     assert model.tokenizer.encode("Hello world, my name is") == IDS
-    assert (weights(env) / "someone--finetune" / "vocab.json").read_bytes() == tokenizer_files()["vocab.json"]
+    assert model.tokenizer is npgpt.Tokenizer.gpt2()  # tokenizer.json holds GPT-2's vocabulary
+    assert not weights(env).exists() or list(weights(env).iterdir()) == []
+    out = npgpt_hub.convert_model("someone/finetune", env / "merged", progress=False)  # one file, when asked
+    assert (out / "vocab.json").read_bytes() == tokenizer_files()["vocab.json"]
+    assert_same_logits(npgpt.load(out), rounded_through(checkpoint.model, "bf16"))
 
 
 # ---- two processes at once -----------------------------------------------------------------------
@@ -445,7 +447,7 @@ def test_two_processes_fetching_the_same_model_at_once(hub, env, checkpoint):
     results = [child.communicate(timeout=120) for child in children]
     for child, (out, err) in zip(children, results):
         assert child.returncode == 0, err
-        assert out.strip() == str(weights(env) / "someone--tiny-gpt2")
+        assert out.strip() == str(cache_repo(env) / "snapshots" / hub.commit)
     assert not hub.hold_timed_out  # both really were at it at the same time
     assert len(hub.log("GET", "/cdn/")) == 1  # one transfer; the other process waited for it
     assert_same_logits(npgpt.load(REPO), checkpoint.model)
@@ -458,28 +460,34 @@ def test_two_processes_fetching_the_same_model_at_once(hub, env, checkpoint):
 @pytest.fixture
 def cli(monkeypatch):
     """``npgpt.cli.main`` with just this issue's commands (whether or not COMMANDS lists them yet)."""
-    monkeypatch.setattr(npgpt.cli, "COMMANDS", ["download", "models"])
+    monkeypatch.setattr(npgpt.cli, "COMMANDS", ["download", "models", "convert"])
     return npgpt.cli.main
 
 
 def test_cli_download_and_models(hub, env, cli, capsys):
     assert cli(["download", REPO]) == 0
     out, err = capsys.readouterr()
-    folder = weights(env) / "someone--tiny-gpt2"
-    assert out == f"{folder}\n"
-    assert "model.safetensors" in err and "100%" in err and "converting" in err  # progress bars on stderr
+    snapshot = cache_repo(env) / "snapshots" / hub.commit
+    assert out == f"{snapshot}\n"
+    assert "model.safetensors" in err and "100%" in err and "converting" not in err  # progress bars on stderr
     assert cli(["download", REPO, "--quiet"]) == 0  # up to date: nothing fetched again
     assert len(hub.log("GET", "/cdn/")) == 1
     capsys.readouterr()
 
     assert cli(["models"]) == 0
     out = capsys.readouterr().out
-    line = next(line for line in out.splitlines() if "someone--tiny-gpt2" in line)
-    assert "1.6M" in line and "float32" in line and "MB" in line and f"{REPO}@{hub.commit[:7]}" in line
+    line = next(line for line in out.splitlines() if REPO in line)
+    assert "1.6M" in line and "MB" in line and f"{REPO}@{hub.commit[:7]}" in line
     assert cli(["models", "--json"]) == 0
     rows = [json.loads(line) for line in capsys.readouterr().out.splitlines()]
-    assert {"name": "someone--tiny-gpt2", "kind": "folder", "storage": "float32"}.items() <= rows[0].items()
-    assert rows[0]["size"] == sum(p.stat().st_size for p in folder.iterdir())
+    row = next(r for r in rows if r["name"] == REPO)
+    assert row["kind"] == "hf-cache" and row["size"] == sum(p.stat().st_size for p in snapshot.iterdir())
+
+    folder = env / "f16"  # a converted copy, only when asked
+    assert cli(["convert", REPO, str(folder), "--storage", "float16", "--quiet"]) == 0
+    assert capsys.readouterr().out == f"{folder}\n"
+    assert npgpt.load(folder).logits(IDS).shape == (len(IDS), 50257)
+    assert json.loads((folder / "npgpt.json").read_text())["storage"] == "float16"
 
 
 def test_cli_errors_are_one_line(hub, cli, capsys, monkeypatch):
@@ -494,7 +502,7 @@ def test_cli_errors_are_one_line(hub, cli, capsys, monkeypatch):
 def test_download_refuses_to_replace_a_folder_it_did_not_make(hub, env, checkpoint):
     npgpt.save(checkpoint.model, weights(env) / "someone--tiny-gpt2")
     with pytest.raises(npgpt.ModelNotFoundError, match="did not convert"):
-        npgpt_hub.download(REPO, progress=False)
+        npgpt_hub.download(REPO, storage="float16", progress=False)
     (env / "docs").mkdir()
     (env / "docs" / "thesis.txt").write_text("precious")
     with pytest.raises(npgpt.WeightsError, match="will not replace it"):

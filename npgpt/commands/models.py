@@ -1,7 +1,7 @@
 """``npgpt models``: the models that load without a download, with their sizes on disk.
 
 Lists the model folders in the weights folder, then the GPT-2 snapshots in the Hugging Face cache
-(which ``npgpt.load`` converts without the network). See ``npgpt/hub/`` for where both live.
+(which ``npgpt.load`` reads in place, without the network). See ``npgpt/hub/`` for where both live.
 """
 
 from __future__ import annotations
@@ -34,7 +34,7 @@ def run(args: argparse.Namespace) -> int:
     cached = [m for m in models if m.kind == "hf-cache"]
     print(f"model folders in {hub.weights_dir()}:")
     _table(folders, with_storage=True)
-    print(f"\nGPT-2 snapshots in the Hugging Face cache {hub.hub_cache_dir()} (converted on first load, no download):")
+    print(f"\nGPT-2 snapshots in the Hugging Face cache {hub.hub_cache_dir()} (read in place, no download):")
     _table(cached, with_storage=False)
     if not models:
         print("\nnothing yet: `npgpt download gpt2` fetches the smallest GPT-2 (~500 MB)")

@@ -8,16 +8,19 @@ order and stops at the first that has the model:
                                is not even imported, so this path loads in a fraction of a second)
     2. the bundled model       ``shakespeare``, inside the installed package
     3. the Hugging Face cache  a complete snapshot of the repo at that revision, as transformers
-                               or huggingface_hub downloaded it: converted into 1., no network
+                               or huggingface_hub downloaded it: read in place, no network, no copy
     4. the Hub                 (or the mirror in HF_ENDPOINT): the files are downloaded into the
-                               Hugging Face cache, verified, then converted into 1.
+                               Hugging Face cache, verified, then read in place as in 3.
+
+A converted copy in 1. is written only when asked (``convert_model``, ``npgpt convert``, or a
+``storage`` other than the snapshot's, such as float16 for half the disk).
 
 The modules, one job each:
 
     names.py    model names, repo ids, the weights folder, the bundled model
     cache.py    the Hugging Face cache's layout (refs, snapshots, blobs), read and checked offline
     fetch.py    the network: files from the Hub into that cache, resumable and verified
-    convert.py  a Hugging Face folder or snapshot -> a self-contained npgpt model folder
+    convert.py  a Hugging Face folder or snapshot -> a self-contained npgpt model folder (when asked)
 
 ``HF_ENDPOINT`` (a mirror), ``HF_TOKEN`` (private and gated repos) and ``HF_HUB_OFFLINE=1`` (never
 touch the network) behave as in the rest of the ecosystem; npgpt reads them at each call rather
@@ -37,7 +40,7 @@ from .._files import human_size
 from ..config import GPT2Config
 from ..errors import ConfigError, ModelNotFoundError
 from ..weights import CONFIG_NAME, WEIGHTS_NAME
-from .cache import cached_snapshot, cached_snapshots, hub_cache_dir, verify_file
+from .cache import cached_snapshot, cached_snapshots, hub_cache_dir, verify_file, weight_files_of
 from .convert import (
     PROVENANCE_NAME,
     STORAGE_DTYPES,
@@ -62,7 +65,7 @@ from .names import (
 )
 
 __all__ = [
-    "resolve", "load_model", "download", "find_local", "list_models", "LocalModel", "convert",
+    "resolve", "load_model", "download", "convert_model", "find_local", "list_models", "LocalModel", "convert",
     "ALIASES", "BUNDLED", "STORAGE_DTYPES", "weights_dir", "hub_cache_dir", "hub_endpoint", "is_offline",
     "looks_like_path", "repo_id_for", "local_name", "read_provenance", "read_tokenizer_json",
     "verify_file", "human_size",
@@ -72,16 +75,22 @@ __all__ = [
 def load_model(name: str, revision: str | None = None, *, storage: str | None = None, progress: bool = True, **load_options):
     """``npgpt.load(name)`` for a name that is not an existing folder: ``resolve``, then load the folder.
 
-    ``storage`` ("float32" or "float16") is how a freshly converted folder stores its weights;
-    the model always computes in float32. ``load_options`` go to ``weights.load_folder``.
+    ``storage`` ("float32" or "float16") asks for the weights stored that way on disk: a model in
+    the Hugging Face cache stored otherwise is then converted into the weights folder, once. The
+    model always computes in float32. ``load_options`` go to ``weights.load_folder``.
     """
     from ..weights import load_folder
 
-    return load_folder(resolve(name, revision, storage=storage, progress=progress), **load_options)
+    folder = resolve(name, revision, storage=storage, progress=progress)
+    return load_folder(folder, name=local_name(repo_id_for(name), revision), **load_options)
 
 
 def resolve(name: str, revision: str | None = None, *, storage: str | None = None, progress: bool = True) -> Path:
-    """The local model folder for ``name``: weights folder, else bundled, else Hugging Face cache, else a download."""
+    """The local model folder for ``name``: weights folder, else bundled, else the snapshot in the
+    Hugging Face cache (read in place), else a download into that cache.
+
+    Only ``storage`` other than the snapshot's own converts (into the weights folder, once).
+    """
     name = os.fspath(name)
     if looks_like_path(name):
         raise ModelNotFoundError(
@@ -92,7 +101,7 @@ def resolve(name: str, revision: str | None = None, *, storage: str | None = Non
     repo_id = repo_id_for(name)
     folder = local_folder(repo_id, revision)
     if (folder / CONFIG_NAME).is_file() and (storage in (None, storage_of(folder)) or read_provenance(folder) is None):
-        return folder  # a folder npgpt did not convert is used as it is
+        return folder  # converted before (or a folder npgpt did not convert, used as it is)
     bundled = bundled_folder(name, revision)
     if bundled is not None:
         return bundled
@@ -104,7 +113,9 @@ def resolve(name: str, revision: str | None = None, *, storage: str | None = Non
             raise _not_available(name, repo_id, revision, folder, str(e)) from None
         cached = snapshot, repo_id, commit
     snapshot, source_repo, commit = cached
-    return convert(snapshot, folder, storage=storage or "float32", progress=progress, verify=True,
+    if storage in (None, storage_of(snapshot)):
+        return snapshot  # in place: no second copy
+    return convert(snapshot, folder, storage=storage, progress=progress, verify=True,
                    provenance=provenance_for(source_repo, revision, commit, snapshot))
 
 
@@ -117,12 +128,14 @@ def download(
     force: bool = False,
     progress: bool = True,
 ) -> Path:
-    """Fetch ``name`` from the Hub (unless the local copy is up to date) and convert it; the folder.
+    """Fetch ``name`` from the Hub into the Hugging Face cache (unless it is there), verify it, and
+    return the folder ``npgpt.load(name)`` then reads: the cache's snapshot, in place.
 
     Unlike ``resolve``, this asks the Hub which commit ``revision`` is now, so it also updates a
-    model whose branch moved. With no network it falls back to what is local, saying so on stderr.
-    ``to`` writes the model folder there instead of the weights folder; ``force`` converts again
-    (and re-verifies the source files) even when the folder is up to date.
+    model whose branch moved, and it checks the cached weights against their sha256. With no
+    network it falls back to what is local, saying so on stderr. A converted folder is written
+    only when asked: ``storage`` other than the snapshot's, ``to`` (a folder to write the model
+    into), or a folder converted before (kept up to date); ``force`` converts again.
     """
     name = os.fspath(name)
     if looks_like_path(name):
@@ -131,29 +144,74 @@ def download(
     repo_id = repo_id_for(name)
     folder = Path(to).expanduser() if to is not None else local_folder(repo_id, revision)
     previous = read_provenance(folder)
-    if (folder / CONFIG_NAME).exists() and previous is None:
-        raise ModelNotFoundError(
-            f"{folder} already holds a model that npgpt did not convert (it has no {PROVENANCE_NAME}); "
-            "move it away, or pass --to with another folder"
-        )
-    storage = storage or (previous or {}).get("storage") or "float32"
     try:
         snapshot, commit = fetch(repo_id, revision, progress)
         source_repo = repo_id
     except Unreachable as e:
         cached = cached_snapshot(repo_id, revision)
-        if previous is not None and not force and previous.get("storage") == storage:
+        if previous is not None and not force and storage in (None, previous.get("storage")):
             _say(f"npgpt: {e}; using {folder} as it is, without checking for updates", progress)
             return folder
         if cached is None:
             raise _not_available(name, repo_id, revision, folder, str(e)) from None
-        _say(f"npgpt: {e}; converting the copy in the Hugging Face cache without checking for updates", progress)
+        _say(f"npgpt: {e}; using the copy in the Hugging Face cache without checking for updates", progress)
         snapshot, source_repo, commit = cached
-    up_to_date = previous is not None and (previous.get("commit"), previous.get("storage")) == (commit, storage)
+    verify_snapshot(snapshot)
+    wanted = storage or (previous or {}).get("storage")
+    if to is None and previous is None and wanted in (None, storage_of(snapshot)):
+        return snapshot
+    return _convert_once(snapshot, folder, previous, wanted or "float32", force, progress,
+                         provenance_for(source_repo, revision, commit, snapshot))
+
+
+def _convert_once(snapshot: Path, folder: Path, previous: dict | None, storage: str, force: bool, progress: bool,
+                  provenance: dict) -> Path:
+    """``convert`` into ``folder`` unless it already holds this commit in this storage."""
+    if (folder / CONFIG_NAME).exists() and previous is None:
+        raise ModelNotFoundError(
+            f"{folder} already holds a model that npgpt did not convert (it has no {PROVENANCE_NAME}); "
+            "move it away, or pass --to with another folder"
+        )
+    up_to_date = previous is not None and (previous.get("commit"), previous.get("storage")) == (provenance["commit"], storage)
     if not force and up_to_date and (folder / WEIGHTS_NAME).is_file():
         return folder
-    return convert(snapshot, folder, storage=storage, progress=progress, force=force, verify=True,
-                   provenance=provenance_for(source_repo, revision, commit, snapshot))
+    return convert(snapshot, folder, storage=storage, progress=progress, force=force, verify=True, provenance=provenance)
+
+
+def verify_snapshot(snapshot: Path) -> None:
+    """Check a snapshot's config and weights against the hashes their blobs are named by (each file
+    once per process); a corrupt file is deleted and the error says to download again."""
+    for file in [CONFIG_NAME, *(weight_files_of(snapshot) or [])]:
+        if (snapshot / file).is_symlink():
+            verify_file(snapshot / file)
+
+
+def convert_model(
+    name_or_folder: str | os.PathLike,
+    out: str | os.PathLike,
+    *,
+    storage: str = "float32",
+    revision: str | None = None,
+    force: bool = False,
+    progress: bool = True,
+) -> Path:
+    """Write a self-contained model folder ``out`` (one ``model.safetensors`` in ``storage``, the
+    tokenizer files, ``npgpt.json``) from a model folder or a name (found as ``npgpt.load`` finds
+    it: downloaded into the Hugging Face cache if need be). The only way npgpt copies a model."""
+    check_storage(storage)
+    source = Path(os.fspath(name_or_folder)).expanduser()
+    provenance = {"source": str(source.resolve())}
+    if not source.is_dir():
+        name = os.fspath(name_or_folder)
+        source = resolve(name, revision, progress=progress)
+        repo_id = repo_id_for(name)
+        cached = cached_snapshot(repo_id, revision)
+        if cached is not None and cached[0] == source:
+            provenance = provenance_for(cached[1], revision, cached[2], source)
+        else:
+            provenance = {k: v for k, v in (read_provenance(source) or {}).items() if k != "files"} or {"source": str(source)}
+    return convert(source, Path(out).expanduser(), storage=storage, progress=progress, force=force, verify=True,
+                   provenance=provenance)
 
 
 def find_local(name: str, revision: str | None = None) -> Path | None:

@@ -18,7 +18,6 @@ Leaves out: writing blobs and snapshots (``fetch.py``, and huggingface_hub's ``h
 from __future__ import annotations
 
 import hashlib
-import json
 import os
 import re
 from collections.abc import Iterator
@@ -26,11 +25,9 @@ from pathlib import Path
 
 from .._files import write_text
 from ..errors import WeightsError
-from ..weights import CONFIG_NAME, WEIGHTS_NAME
+from ..weights import CONFIG_NAME, INDEX_NAME, TOKENIZER_PAIRS, WEIGHTS_NAME, shards_of, weight_files_of  # noqa: F401 (re-exported)
 from .names import SHORT_NAMES
 
-INDEX_NAME = "model.safetensors.index.json"  # a sharded checkpoint's {tensor: shard file} map
-TOKENIZER_PAIRS = (("vocab.json", "merges.txt"), ("encoder.json", "vocab.bpe"))
 CHUNK = 1 << 20  # bytes read or hashed at a time
 
 SHA256_PATTERN = _SHA256 = re.compile(r"^[0-9a-f]{64}$")  # an LFS oid: safe in a path
@@ -116,30 +113,6 @@ def _read_text(path: Path) -> str | None:
         return path.read_text(encoding="utf-8").strip()
     except OSError:
         return None
-
-
-# ---- which files a model folder or snapshot has ---------------------------------------------------
-
-
-def weight_files_of(folder: Path) -> list[str] | None:
-    """The safetensors files a model folder's weights are in, if all of them are present."""
-    if (folder / WEIGHTS_NAME).is_file():
-        return [WEIGHTS_NAME]
-    if (folder / INDEX_NAME).is_file():
-        shards = shards_of(folder / INDEX_NAME)
-        if shards and all((folder / shard).is_file() for shard in shards):
-            return shards
-    return None
-
-
-def shards_of(index_path: Path) -> list[str]:
-    """The shard files a ``model.safetensors.index.json`` lists, sorted."""
-    try:
-        with open(index_path, encoding="utf-8") as f:
-            weight_map = json.load(f)["weight_map"]
-        return sorted(set(weight_map.values()))
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        raise WeightsError(f"{index_path} is not a valid safetensors index (no weight_map); download it again") from None
 
 
 # ---- checking cached files against their hashes --------------------------------------------------

@@ -40,6 +40,7 @@ from ..weights import (
     open_safetensors,
     pickle_refused,
     read_safetensors_header,
+    read_tokenizer_json,
     write_safetensors,
 )
 from .cache import TOKENIZER_PAIRS, blob_sha256, verify_file, weight_files_of
@@ -192,24 +193,3 @@ def _copy_tokenizer(source: Path, out: Path) -> None:
             from ..tokenizer import Tokenizer
 
             Tokenizer(*found, name=source.name).save(out)  # the one writer of vocab.json + merges.txt
-
-
-def read_tokenizer_json(path: str | os.PathLike) -> tuple[dict[str, int], list[tuple[str, str]]] | None:
-    """(vocab, merges) of a byte-level BPE ``tokenizer.json``; None for other kinds.
-
-    Hugging Face's fast-tokenizer file holds the same vocabulary and merges as vocab.json and
-    merges.txt; merges are either "a b" strings (older files) or ["a", "b"] pairs (newer ones).
-    """
-    try:
-        with open(path, encoding="utf-8") as f:
-            data = json.load(f)
-        model = data["model"]
-        if model.get("type") != "BPE" or (data.get("pre_tokenizer") or {}).get("type") != "ByteLevel":
-            return None
-        vocab = dict(model["vocab"])
-        for added in data.get("added_tokens") or []:
-            vocab.setdefault(added["content"], added["id"])
-        merges = [tuple(m.split(" ") if isinstance(m, str) else m) for m in model["merges"]]
-        return dict(sorted(vocab.items(), key=lambda item: item[1])), merges
-    except (OSError, ValueError, KeyError, TypeError, AttributeError):
-        return None
