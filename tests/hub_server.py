@@ -39,6 +39,56 @@ def git_blob_id(data: bytes) -> str:
     return hashlib.sha1(b"blob %d\0" % len(data) + data).hexdigest()
 
 
+# ---- checkpoints laid out as the Hub's own files are ---------------------------------------------
+
+_COMMON_CONFIG = {
+    "activation_function": "gelu_new", "architectures": ["GPT2LMHeadModel"], "attn_pdrop": 0.1,
+    "bos_token_id": 50256, "embd_pdrop": 0.1, "eos_token_id": 50256, "initializer_range": 0.02,
+    "layer_norm_epsilon": 1e-05, "model_type": "gpt2", "n_ctx": 1024, "n_embd": 768, "n_head": 12,
+    "n_layer": 12, "n_positions": 1024, "resid_pdrop": 0.1, "summary_activation": None,
+    "summary_first_dropout": 0.1, "summary_proj_to_labels": True, "summary_type": "cls_index",
+    "summary_use_proj": True, "task_specific_params": {"text-generation": {"do_sample": True, "max_length": 50}},
+    "vocab_size": 50257,
+}
+# The config.json of each repo as the Hub serves it (the fields that differ from gpt2's).
+REAL_CONFIGS = {
+    "gpt2": {},
+    "distilgpt2": {"_num_labels": 1, "id2label": {"0": "LABEL_0"}, "label2id": {"LABEL_0": 0}, "n_layer": 6},
+    "gpt2-medium": {"n_embd": 1024, "n_head": 16, "n_layer": 24, "n_special": 0, "predict_special_tokens": True},
+}
+
+
+def real_config(kind: str, **changes) -> bytes:
+    """config.json of the Hub's ``kind`` repo (gpt2, distilgpt2, gpt2-medium), with ``changes``
+    (e.g. ``n_layer=2`` for a small test model), keys sorted and indented as the Hub's files are."""
+    config = {**_COMMON_CONFIG, **REAL_CONFIGS[kind], **changes}
+    if "n_ctx" in changes and "n_positions" not in changes:
+        config["n_positions"] = changes["n_ctx"]
+    return (json.dumps(dict(sorted(config.items())), indent=2) + "\n").encode()
+
+
+def hub_safetensors(flat: dict, n_ctx: int, prefix: str = "") -> bytes:
+    """A float32 checkpoint as the Hub's gpt2 and distilgpt2 files hold it: the names (bare, or with
+    ``prefix`` = "transformer."), an ``h.N.attn.bias`` mask buffer [1, 1, n_ctx, n_ctx] per layer, no
+    lm_head.weight, tensors in name order, and the header compact and NOT padded, so that the data
+    (and every float32 in it, for gpt2's names) start at an offset that is not a multiple of 4.
+
+    ``flat`` maps bare names (``wte.weight``, ``h.0.attn.c_attn.weight``) to float32 arrays."""
+    import numpy as np
+
+    n_layer = 1 + max((int(k.split(".")[1]) for k in flat if k.startswith("h.")), default=-1)
+    mask = np.tril(np.ones((1, 1, n_ctx, n_ctx), np.float32))
+    tensors = {prefix + k: np.ascontiguousarray(v, dtype="<f4") for k, v in flat.items()}
+    tensors.update({f"{prefix}h.{layer}.attn.bias": mask for layer in range(n_layer)})
+    header, offset = {"__metadata__": {"format": "pt"}}, 0
+    for name in sorted(tensors):
+        value = tensors[name]
+        header[name] = {"dtype": "F32", "shape": list(value.shape), "data_offsets": [offset, offset + value.nbytes]}
+        offset += value.nbytes
+    blob = json.dumps(header, separators=(",", ":")).encode()
+    return len(blob).to_bytes(8, "little") + blob + b"".join(tensors[name].tobytes() for name in sorted(tensors))
+
+
 class FakeHub:
     def __init__(self):
         self.repos: dict[str, dict] = {}  # repo_id -> {"refs": {name: commit}, "commits": {commit: {file: bytes}}}
