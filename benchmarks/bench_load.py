@@ -8,6 +8,15 @@ transformers.
 
     python benchmarks/bench_load.py              # gpt2's shape (124M parameters), 3 runs each
     python benchmarks/bench_load.py --preset distilgpt2 --runs 5
+    python benchmarks/bench_load.py --hub-layout --old SRC --runs 1   # the Hub's own gpt2 layout, read
+                                                 # in place, against the npgpt source tree in SRC
+
+``--hub-layout`` writes the file as the Hub's gpt2 ``model.safetensors`` is laid out (the real names,
+the ``attn.bias`` buffers, no ``lm_head.weight``, an unpadded header: every float32 misaligned; see
+``tests/hub_server.hub_safetensors``) and loads that folder as ``npgpt.load`` reads a Hugging Face
+cache snapshot, in place. With ``--old SRC`` (an older npgpt, e.g. ``git archive COMMIT npgpt | tar
+-x -C SRC``) the same folder is also loaded by that code, and converted by it into a second copy
+as its ``npgpt.load("gpt2")`` did before loading (case "convert, then load").
 
 Each measurement is a fresh Python process (so nothing is cached in the interpreter) that imports
 npgpt, loads the folder, then runs one forward pass over 16 tokens. The weights are random; only
@@ -51,6 +60,15 @@ if case == "transformers":
         t3 = time.perf_counter()
         forward()
     tokenizer = float("nan")
+elif case == "convert":  # what npgpt.load did with a cache snapshot before loading in place
+    from npgpt import hub
+    out = sys.argv[3]
+    t1 = time.perf_counter()
+    model = npgpt.load(hub.convert(folder, out, progress=False))
+    t2 = time.perf_counter()
+    model.logits(np.arange(16))
+    t3 = time.perf_counter()
+    model.logits(np.arange(16))
 else:
     model = npgpt.load(folder, mmap=(case != "copy"), dtype="float16" if case == "mmap16" else "float32")
     t2 = time.perf_counter()
@@ -60,19 +78,29 @@ else:
 t4 = time.perf_counter()
 status = dict(line.split(":", 1) for line in open("/proc/self/status") if ":" in line)
 kb = lambda key: int(status[key].split()[0]) / 1024 if key in status else float("nan")
-if case != "transformers":  # how much of the load was building the tokenizer (timed again, alone)
+if case not in ("transformers", "convert"):  # how much of the load was building the tokenizer (timed again, alone)
     t5 = time.perf_counter()
     npgpt.Tokenizer.from_folder(folder)
     tokenizer = time.perf_counter() - t5
+else:
+    tokenizer = float("nan")
 print(json.dumps({"import": t1 - t0, "load": t2 - t1, "tokenizer": tokenizer, "forward": t3 - t2, "again": t4 - t3,
                   "anon": kb("RssAnon"), "file": kb("RssFile"), "peak": kb("VmHWM")}))
 """
 
 
-def measure(case: str, folder: Path, runs: int) -> dict:
+def measure(case: str, folder: Path, runs: int, source: str | None = None) -> dict:
+    """Medians over ``runs`` fresh processes; ``source`` puts another npgpt tree first on the path."""
+    import os
+    import shutil
+
+    env = dict(os.environ, **({"PYTHONPATH": source} if source else {}))
     results = []
-    for _ in range(runs):
-        out = subprocess.run([sys.executable, "-c", CHILD, case, str(folder)], capture_output=True, text=True, check=True)
+    for run in range(runs):
+        out_folder = folder.parent / f"converted-{run}"
+        out = subprocess.run([sys.executable, "-c", CHILD, case, str(folder), str(out_folder)], capture_output=True,
+                             text=True, check=True, env=env, cwd=folder.parent)  # not the checkout: -c puts the cwd first
+        shutil.rmtree(out_folder, ignore_errors=True)
         results.append(json.loads(out.stdout.strip().splitlines()[-1]))
     return {key: statistics.median(r[key] for r in results) for key in results[0]}
 
@@ -82,45 +110,78 @@ def main() -> int:
     parser.add_argument("--preset", default="gpt2")
     parser.add_argument("--runs", type=int, default=3)
     parser.add_argument("--no-transformers", action="store_true", help="skip the transformers peer")
+    parser.add_argument("--hub-layout", action="store_true", help="the Hub's own unpadded gpt2 layout, read in place")
+    parser.add_argument("--old", metavar="SRC", default=None, help="with --hub-layout: also an older npgpt tree in SRC")
     args = parser.parse_args()
 
     import npgpt
-    from npgpt import hub
 
     with tempfile.TemporaryDirectory() as tmp:
         tmp = Path(tmp)
         model = npgpt.random_model(args.preset, seed=0)
         print(f"{args.preset}: {model.config.n_params() / 1e6:.1f}M parameters; writing the folders...", file=sys.stderr)
-        npgpt.save(model, tmp / "source")
-        f32 = hub.convert(tmp / "source", tmp / "f32", storage="float32", progress=False)
-        f16 = hub.convert(tmp / "source", tmp / "f16", storage="float16", progress=False)
+        cases = hub_layout_cases(model, tmp, args.old) if args.hub_layout else folder_cases(model, tmp, args.no_transformers)
         del model
-        cases = [("npgpt float32 storage (mmap)", "mmap", f32), ("npgpt float16 storage -> float32", "mmap", f16),
-                 ("read into memory (safetensors numpy)", "copy", f32),
-                 ('npgpt float16 storage, dtype="float16"', "mmap16", f16)]
-        if not args.no_transformers:
-            try:
-                import transformers  # noqa: F401
-                cases.append(("transformers from_pretrained", "transformers", f32))
-            except ImportError:
-                pass
-        for _, case, folder in cases:  # one untimed run each: the files are now in the page cache
-            measure(case, folder, 1)
-        rows = [(label, (folder / "model.safetensors").stat().st_size / 1e6, measure(case, folder, args.runs))
-                for label, case, folder in cases]
+        for _, case, folder, source in cases:  # one untimed run each: the files are now in the page cache
+            measure(case, folder, 1, source)
+        rows = [(label, (folder / "model.safetensors").stat().st_size / 1e6, measure(case, folder, args.runs, source))
+                for label, case, folder, source in cases]
+    report(args.preset, args.runs, rows, base=None if args.hub_layout else 2)
+    return 0
 
-    print(f"\n{args.preset}, median of {args.runs} fresh processes each (warm page cache)\n")
+
+def folder_cases(model, tmp: Path, no_transformers: bool) -> list:
+    import npgpt
+    from npgpt import hub
+
+    npgpt.save(model, tmp / "source")
+    f32 = hub.convert(tmp / "source", tmp / "f32", storage="float32", progress=False)
+    f16 = hub.convert(tmp / "source", tmp / "f16", storage="float16", progress=False)
+    cases = [("npgpt float32 storage (mmap)", "mmap", f32, None), ("npgpt float16 storage -> float32", "mmap", f16, None),
+             ("read into memory (safetensors numpy)", "copy", f32, None),
+             ('npgpt float16 storage, dtype="float16"', "mmap16", f16, None)]
+    if not no_transformers:
+        try:
+            import transformers  # noqa: F401
+            cases.append(("transformers from_pretrained", "transformers", f32, None))
+        except ImportError:
+            pass
+    return cases
+
+
+def hub_layout_cases(model, tmp: Path, old: str | None) -> list:
+    """A folder laid out as the Hub's gpt2 snapshot: config.json, the unpadded model.safetensors, tokenizer."""
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
+    from hub_server import hub_safetensors, real_config
+
+    from npgpt.weights import flatten
+
+    folder = tmp / "snapshot"
+    folder.mkdir()
+    c = model.config
+    (folder / "config.json").write_bytes(real_config("gpt2", n_layer=c.n_layer, n_embd=c.n_embd, n_head=c.n_head))
+    (folder / "model.safetensors").write_bytes(hub_safetensors(flatten(model.params), c.n_ctx))
+    model.tokenizer.save(folder)
+    cases = [("npgpt now: in place", "mmap", folder, None)]
+    if old:
+        cases += [("npgpt before: same folder", "mmap", folder, old), ("npgpt before: convert, then load", "convert", folder, old)]
+    return cases
+
+
+def report(preset: str, runs: int, rows: list, base: int | None) -> None:
+    print(f"\n{preset}, median of {runs} fresh processes each (warm page cache)\n")
     print(f"{'case':38} {'file MB':>8} {'import s':>9} {'load s':>7} {'(tok s)':>8} {'fwd16 s':>8} {'again s':>8} "
           f"{'anon MB':>8} {'file MB':>8} {'peak MB':>8}")
     for label, size, r in rows:
         print(f"{label:38} {size:8.0f} {r['import']:9.2f} {r['load']:7.3f} {r['tokenizer']:8.3f} {r['forward']:8.3f} "
               f"{r['again']:8.3f} {r['anon']:8.0f} {r['file']:8.0f} {r['peak']:8.0f}")
-    base = rows[2][2]
+    if base is None:
+        return
+    reference = rows[base][2]
     print("\nratios against reading into memory (lower is better):")
     for label, _, r in rows:
-        print(f"  {label:38} load x{r['load'] / base['load']:.2f}   private memory x{r['anon'] / base['anon']:.2f}"
-              f"   peak x{r['peak'] / base['peak']:.2f}")
-    return 0
+        print(f"  {label:38} load x{r['load'] / reference['load']:.2f}   private memory x{r['anon'] / reference['anon']:.2f}"
+              f"   peak x{r['peak'] / reference['peak']:.2f}")
 
 
 if __name__ == "__main__":

@@ -35,8 +35,13 @@ Every offset and size is checked against the file's length before a single view 
 truncated file is an error, not a crash. Tensors stored as float16 or bfloat16 are converted to
 the requested dtype (float32) at load, so the math always runs in float32.
 
+The same reader serves a Hugging Face cache snapshot in place (its files are symlinks into
+``blobs/``; shards listed by ``model.safetensors.index.json`` are merged in memory, views all), and
+the Hub's own unpadded files, whose misaligned tensors are read one at a time into aligned arrays
+(``open_safetensors``), never copied to disk.
+
 Leaves out: model names, downloading and converting Hub checkpoints (``npgpt/hub/``, which turns a
-name into a model folder and merges sharded checkpoints into one file); writing anything but the
+name into a model folder and, when asked, writes a converted copy); writing anything but the
 float dtypes GPT-2 uses.
 """
 
