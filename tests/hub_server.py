@@ -1,34 +1,48 @@
-"""A fake Hugging Face Hub on 127.0.0.1, for tests: serves repos the test builds, Hub-style.
+"""A fake Hugging Face Hub on 127.0.0.1, for tests: serves repos the test builds, as huggingface.co does.
 
-It answers the requests huggingface_hub and npgpt make, with the headers the real Hub sends:
+It answers the requests huggingface_hub makes, with the headers and redirects the real Hub sends:
 
     GET  /api/models/{repo_id}[/revision/{rev}]   JSON: id, sha (the commit), siblings with size,
                                                   blobId and, for LFS files, lfs.sha256/size
-    HEAD/GET /{repo_id}/resolve/{rev}/{file}      small files: 200 with ETag = git blob id;
-                                                  LFS files: 302 to the "CDN" with X-Linked-Etag
-                                                  (the sha256) and X-Linked-Size
-    HEAD/GET /cdn/{sha256}                        the LFS bytes, with Range support (206)
+    HEAD/GET /{repo_id}/resolve/{rev}/{file}      small files: a relative 307 to
+                                                  /api/resolve-cache/models/{repo_id}/{commit}/{file},
+                                                  which answers 200 with ETag = git blob id, gzip-encoded
+                                                  and without a length when the client accepts gzip;
+                                                  LFS files: 302 to a signed storage URL, with
+                                                  X-Linked-Etag (the sha256), X-Linked-Size, X-Repo-Commit,
+                                                  X-Xet-Hash and a Link rel="xet-auth" header
+    HEAD/GET /cdn/{sha256}?...&Signature=...      the LFS bytes, with Range support (206) and
+                                                  Content-Disposition; a link serves one GET: asked
+                                                  again (a retry after a cut) it has expired: 403
 
-Every response carries X-Repo-Commit; errors carry X-Error-Code (RepoNotFound, RevisionNotFound,
-EntryNotFound) as the Hub's do, which huggingface_hub turns into its typed exceptions. No
-X-Xet-* header is ever sent, so huggingface_hub stays on plain HTTP. The CDN is addressed as
-``localhost`` (the API as ``127.0.0.1``): a different host, so clients treat it as the Hub's CDN
-(no token sent, redirect not followed by the HEAD).
+Every response of the Hub carries X-Repo-Commit; errors carry X-Error-Code (RepoNotFound,
+RevisionNotFound, EntryNotFound) as the Hub's do, which huggingface_hub turns into its typed
+exceptions. The Xet headers are real, so a client must be told HF_HUB_DISABLE_XET=1 (the fake
+serves no Xet storage). The storage is addressed as ``localhost`` (the API as ``127.0.0.1``): a
+different host, so clients treat it as the Hub's CDN (no token sent).
 
 Knobs for failure tests: ``cut[file] = n`` closes the next transfer of ``file`` after n bytes (once);
 ``corrupt.add(file)`` serves wrong bytes of the right size; ``delay`` sleeps between chunks;
 ``private[repo_id] = token`` requires ``Authorization: Bearer token``; ``hold = (file, n)`` makes
 transfers of ``file`` wait until n HEAD requests for it have arrived (so that two clients are
-certainly downloading at the same time; ``hold_timed_out`` says if that wait gave up after 30 s).
-``requests`` logs (method, path, Range header, Authorization header) of everything asked.
+certainly downloading at the same time; ``hold_timed_out`` says if that wait gave up after 30 s);
+``links_last = False`` lets a signed link serve any number of GETs; ``refuse_storage = True``
+answers every storage request with 403; ``xet = False`` leaves out the Xet headers, as a Hub or mirror
+whose repo is not on Xet storage does. (huggingface_hub, with Xet disabled, then GETs the signed
+link itself, and retries a cut transfer on that link; with the Xet headers it GETs the resolve URL
+each time, so each attempt is redirected to a fresh link.)
+``requests`` logs (method, path, Range header, Authorization header) of everything asked, and
+``statuses`` the status of every answer.
 """
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import json
 import threading
 import time
+import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import unquote, urlsplit
 
@@ -101,6 +115,11 @@ class FakeHub:
         self.hold: tuple[str, int] | None = None
         self.hold_timed_out = False
         self.requests: list[tuple[str, str, str | None, str | None]] = []
+        self.statuses: list[int] = []  # the status of each logged request, in order
+        self.links_last = True  # False: a signed link serves any number of GETs
+        self.refuse_storage = False
+        self.xet = True  # send the Xet headers (X-Xet-Hash, Link rel="xet-auth") with LFS files, as the Hub does
+        self._links: dict[str, int] = {}  # signature -> GETs served
         self._lock = threading.Lock()
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), _make_handler(self))
         self._server.daemon_threads = True
@@ -175,7 +194,9 @@ def _make_handler(hub: FakeHub):
             with hub._lock:
                 hub.requests.append((self.command, path, self.headers.get("Range"), self.headers.get("Authorization")))
             try:
-                if path.startswith("/api/models/"):
+                if path.startswith("/api/resolve-cache/models/"):
+                    self._resolve_cache(path[len("/api/resolve-cache/models/"):], body)
+                elif path.startswith("/api/models/"):
                     self._api(path[len("/api/models/"):])
                 elif path.startswith("/cdn/"):
                     self._cdn(path[len("/cdn/"):], body)
@@ -184,7 +205,7 @@ def _make_handler(hub: FakeHub):
                 else:
                     raise _HubError(404, None, "Not found")
             except _HubError as e:
-                self.send_response(e.status)
+                self._status(e.status)
                 if e.code:
                     self.send_header("X-Error-Code", e.code)
                 self.send_header("X-Error-Message", e.message)
@@ -221,12 +242,17 @@ def _make_handler(hub: FakeHub):
                 siblings.append(entry)
             data = json.dumps({"id": repo_id, "modelId": repo_id, "sha": commit, "private": repo_id in hub.private,
                                "siblings": siblings, "tags": ["gpt2"]}).encode()
-            self.send_response(200)
+            self._status(200)
             self.send_header("Content-Type", "application/json")
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if self.command == "GET":
                 self.wfile.write(data)
+
+        def _status(self, status: int):
+            with hub._lock:
+                hub.statuses.append(status)
+            self.send_response(status)
 
         def _resolve(self, path: str, body: bool):
             repo_id, rest = path.lstrip("/").split("/resolve/", 1)
@@ -240,19 +266,45 @@ def _make_handler(hub: FakeHub):
             data = files[filename]
             if filename.endswith(LFS_SUFFIXES):
                 sha = hashlib.sha256(data).hexdigest()
-                self.send_response(302)
-                self.send_header("Location", f"{hub.cdn}/{sha}?file={filename}")
+                signature = uuid.uuid4().hex
+                with hub._lock:
+                    hub._links[signature] = 0
+                self._status(302)
+                self.send_header("Location", f"{hub.cdn}/{sha}?file={filename}&Expires=3600&Signature={signature}")
                 self.send_header("X-Repo-Commit", commit)
                 self.send_header("X-Linked-Etag", f'"{sha}"')
                 self.send_header("X-Linked-Size", str(len(data)))
+                if hub.xet:
+                    self.send_header("X-Xet-Hash", hashlib.sha256(b"xet" + data).hexdigest())
+                    self.send_header("Link", f'<{hub.url}/api/models/{repo_id}/xet-read-token/{commit}>; rel="xet-auth"')
                 self.send_header("ETag", f'"{git_blob_id(data)}"')  # the pointer file's, as on the Hub
                 self.send_header("Content-Length", "0")
                 self.end_headers()
                 return
-            self.send_response(200)
+            self._status(307)  # relative, as the Hub's own: the client must resolve it against the request's URL
+            self.send_header("Location", f"/api/resolve-cache/models/{repo_id}/{commit}/{filename}")
             self.send_header("X-Repo-Commit", commit)
             self.send_header("ETag", f'"{git_blob_id(data)}"')
-            self.send_header("Content-Length", str(len(data)))
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def _resolve_cache(self, rest: str, body: bool):
+            parts = rest.split("/")
+            repo_id, commit, filename = "/".join(parts[:2]), parts[2], unquote("/".join(parts[3:]))
+            repo_id, repo, commit = hub.find(repo_id, commit)
+            self._authorize(repo_id)
+            data = repo["commits"][commit].get(filename)
+            if data is None:
+                raise _HubError(404, "EntryNotFound", "Entry not found", commit=commit)
+            gzipped = body and "gzip" in (self.headers.get("Accept-Encoding") or "")
+            self._status(200)
+            self.send_header("X-Repo-Commit", commit)
+            self.send_header("ETag", f'"{git_blob_id(data)}"')
+            if gzipped:  # compressed, and no length: the connection's end marks the end (HTTP/1.0)
+                data = gzip.compress(data)
+                self.send_header("Content-Encoding", "gzip")
+            else:
+                self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             if body:
                 self.wfile.write(data)
@@ -262,7 +314,14 @@ def _make_handler(hub: FakeHub):
             if sha not in hub.blobs:
                 raise _HubError(404, None, "No such blob")
             data = hub.blobs[sha]
-            filename = urlsplit(self.path).query.removeprefix("file=")
+            query = dict(part.split("=", 1) for part in urlsplit(self.path).query.split("&") if "=" in part)
+            filename = query.get("file", "")
+            with hub._lock:
+                uses = hub._links.get(query.get("Signature", ""))
+                if body and uses is not None:
+                    hub._links[query["Signature"]] = uses + 1
+            if hub.refuse_storage or uses is None or (body and hub.links_last and uses >= 1):
+                raise _HubError(403, None, "Request has expired")  # as the storage answers an expired signature
             if filename in hub.corrupt:
                 data = bytes(b ^ 0x5A for b in data[:64]) + data[64:]  # same size, wrong content
             start = 0
@@ -271,11 +330,12 @@ def _make_handler(hub: FakeHub):
                 start = int(ranged[len("bytes="):-1])
                 if start >= len(data):
                     raise _HubError(416, None, "Range not satisfiable")
-                self.send_response(206)
+                self._status(206)
                 self.send_header("Content-Range", f"bytes {start}-{len(data) - 1}/{len(data)}")
             else:
-                self.send_response(200)
+                self._status(200)
             self.send_header("Accept-Ranges", "bytes")
+            self.send_header("Content-Disposition", f'inline; filename*=UTF-8\'\'{filename}; filename="{filename}";')
             self.send_header("Content-Length", str(len(data) - start))
             self.send_header("ETag", f'"{sha}"')
             self.end_headers()

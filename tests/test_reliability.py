@@ -177,21 +177,21 @@ def test_save_refuses_a_folder_holding_folders(tmp_path):
 
 
 def test_a_partial_download_counts_in_the_disk_space_check(tmp_path, monkeypatch):
-    """The space asked for is what is still missing, not the whole file."""
+    """The bytes of a partial file count as room: huggingface_hub 2.x does not resume it, so it is
+    deleted (its space given back) before the transfer, which then needs the rest."""
     fetch = importlib.import_module("npgpt.hub.fetch")  # npgpt.hub.fetch is also a function's name
 
     asked = []
     monkeypatch.setattr(fetch, "check_disk_space", lambda folder, needed, what: asked.append(needed))
-    monkeypatch.setattr(fetch, "_transfer", lambda *args: None)
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
     sha = "a" * 64
-    meta = type("Meta", (), {"etag": sha, "size": 1000, "location": "http://127.0.0.1/x"})()
-    monkeypatch.setattr("huggingface_hub.get_hf_file_metadata", lambda *a, **k: meta)
     blobs = tmp_path / "models--o--r" / "blobs"
     blobs.mkdir(parents=True)
     (blobs / f"{sha}.incomplete").write_bytes(b"x" * 600)
-    fetch._download_blob("o/r", "c" * 40, fetch.RemoteFile("model.safetensors", 1000, sha, None), False)
-    assert asked == [400]
+    fetch._make_room("o/r", fetch.RemoteFile("model.safetensors", 1000, sha, None))
+    assert asked == [400] and not (blobs / f"{sha}.incomplete").exists()
+    fetch._make_room("o/r", fetch.RemoteFile("model.safetensors", 1000, sha, None))
+    assert asked == [400, 1000]
 
 
 # ---- security ----------------------------------------------------------------------------------
@@ -392,18 +392,27 @@ def test_bad_safetensors_headers_are_one_weights_error(tmp_path, header, words):
 
 def test_a_server_error_on_the_weights_metadata_is_one_clear_error(tmp_path, monkeypatch):
     import httpx2
-    from huggingface_hub.errors import HfHubHTTPError
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
 
     fetch = importlib.import_module("npgpt.hub.fetch")
-    response = httpx2.Response(503, request=httpx2.Request("HEAD", "http://127.0.0.1/x"))
+    signed = "http://localhost/cdn/x?Expires=1&Signature=secret"
+    response = httpx2.Response(503, request=httpx2.Request("HEAD", signed))
+    calls = []
 
-    def unavailable(*args, **kwargs):
-        raise HfHubHTTPError("503 Service Unavailable", response=response)
+    def unavailable(*args, **kwargs):  # what hf_hub_download raises when its HEAD request got a 503
+        calls.append(args)
+        try:
+            raise HfHubHTTPError(f"503 Service Unavailable for url {signed}", response=response)
+        except HfHubHTTPError as e:
+            raise LocalEntryNotFoundError("An error happened while trying to locate the file") from e
 
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path))
-    monkeypatch.setattr("huggingface_hub.get_hf_file_metadata", unavailable)
-    with pytest.raises(npgpt.errors.ModelNotFoundError, match="run the same command again later"):
-        fetch._download_blob("o/r", "c" * 40, fetch.RemoteFile("model.safetensors", 10, "a" * 64, None), False)
+    monkeypatch.setattr("huggingface_hub.hf_hub_download", unavailable)
+    monkeypatch.setattr(fetch, "_pause", lambda seconds: None)
+    remote = {"model.safetensors": fetch.RemoteFile("model.safetensors", 10, "a" * 64, None)}
+    with pytest.raises(npgpt.errors.ModelNotFoundError, match="HTTP 503.*run the same command again") as info:
+        fetch._fetch_file("o/r", "c" * 40, remote, "model.safetensors", False)
+    assert len(calls) == fetch._MAX_TRIES and "secret" not in str(info.value)
 
 
 # ---- viz ---------------------------------------------------------------------------------------

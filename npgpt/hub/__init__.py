@@ -19,14 +19,14 @@ The modules, one job each:
 
     names.py    model names, repo ids, the weights folder, the bundled model
     cache.py    the Hugging Face cache's layout (refs, snapshots, blobs), read and checked offline
-    fetch.py    the network: files from the Hub into that cache, resumable and verified
+    fetch.py    the network: files from the Hub into that cache through huggingface_hub, verified
     convert.py  a Hugging Face folder or snapshot -> a self-contained npgpt model folder (when asked)
 
 ``HF_ENDPOINT`` (a mirror), ``HF_TOKEN`` (private and gated repos) and ``HF_HUB_OFFLINE=1`` (never
 touch the network) behave as in the rest of the ecosystem; npgpt reads them at each call rather
 than once at import. See docs/hub.md.
 
-Leaves out: Xet transfers; TensorFlow/Flax/GGUF weights; tokenizers other than byte-level BPE.
+Leaves out: TensorFlow/Flax/GGUF weights; tokenizers other than byte-level BPE.
 """
 
 from __future__ import annotations

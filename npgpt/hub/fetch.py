@@ -1,4 +1,4 @@
-"""Fetching a GPT-2 from the Hub into the Hugging Face cache: only what npgpt reads, verified.
+"""Fetching a GPT-2 from the Hub into the Hugging Face cache, through huggingface_hub: only what npgpt reads.
 
 One call, ``fetch(repo_id, revision)``, asks the Hub (or the mirror in ``HF_ENDPOINT``, with
 ``HF_TOKEN`` for private and gated repos) what the repo holds at that revision, then brings into
@@ -6,42 +6,47 @@ the cache, file by file:
 
 - ``config.json`` first, which must describe a GPT-2, so a wrong repo costs kilobytes, not gigabytes;
 - the safetensors weights (one file, or the shards an index lists); a repo with only a pickled
-  ``pytorch_model.bin`` is refused before anything is downloaded;
+  ``pytorch_model.bin`` is refused before anything is downloaded, and nothing else is fetched;
 - the tokenizer files (``vocab.json`` + ``merges.txt``, else ``tokenizer.json``).
 
-The weights go to ``blobs/<sha256>.incomplete`` under huggingface_hub's own lock for that blob (so
-two processes never write one file). A transfer the server cuts is resumed with an HTTP Range
-request; an interrupted process leaves the partial file, and the next run continues it. The
-sha256 is computed as the bytes arrive and must equal the Hub's (the LFS oid) before the file is
-renamed to its final name; a mismatch deletes the file. Small files are fetched by
-``hf_hub_download`` and checked against their git blob id. Progress bars go to stderr.
+Each transfer is huggingface_hub's ``hf_hub_download``, the client every Hugging Face user runs
+against the real Hub and maintained against it: the Hub's redirects (a relative 307 to
+``/api/resolve-cache/...`` for small files, possibly gzip-encoded without a length; a 302 carrying
+``X-Linked-Etag``, ``X-Linked-Size``, ``X-Repo-Commit`` and ``X-Xet-Hash`` to a signed URL for the
+weights), Xet storage (when hf_xet is installed and ``HF_HUB_DISABLE_XET`` is not set), its lock
+per blob (two processes never write one file), its progress bars, and a retry with an HTTP Range
+request when the network cuts a transfer. npgpt adds around it:
 
-Everything that speaks HTTP is in this module, so that it can be replaced as one piece.
+- the listing checked first (pickle-only repos refused, only config/safetensors/tokenizer files);
+- a disk-space check before the weights (a partial file already there counts: see ``_make_room``);
+- a signed link that expired before a retry (the storage answers 403): ``hf_hub_download`` again,
+  which asks the Hub for a fresh link; network errors are retried a few times the same way;
+- every file checked against the listing's sha256 (weights) or git blob id (small files);
+- one-line errors that never print a signed URL (``_safe``).
 
-Leaves out: Xet transfers (files come over plain HTTP, which the Hub and its mirrors serve for
-every file; huggingface_hub itself would use hf-xet when installed).
+Leaves out: resuming one file across processes. huggingface_hub 2.x writes each transfer to a
+fresh temporary file and deletes it when the transfer fails, so a download interrupted by Ctrl-C
+starts that file again (a cut within one process is resumed by huggingface_hub itself).
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
+import re
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from .._files import check_disk_space, human_size
+from .._files import check_disk_space
 from ..config import GPT2Config
 from ..errors import ModelNotFoundError, WeightsError
 from ..weights import CONFIG_NAME, PICKLES, WEIGHTS_NAME, pickle_refused
 from .cache import (
-    CHUNK,
-    SHA256_PATTERN,
     INDEX_NAME,
+    SHA256_PATTERN,
     TOKENIZER_PAIRS,
     hub_cache_dir,
-    mark_verified,
     repo_folder,
     shards_of,
     verify_file,
@@ -50,7 +55,7 @@ from .cache import (
 from .names import SHORT_NAMES, local_folder
 
 DEFAULT_ENDPOINT = "https://huggingface.co"
-_MAX_TRIES = 6  # consecutive failed attempts (no new bytes) before a transfer gives up
+_MAX_TRIES = 4  # hf_hub_download calls for one file before npgpt gives up (each one retries cuts itself)
 
 
 def hub_endpoint() -> str:
@@ -156,11 +161,11 @@ def _model_info(repo_id: str, revision: str | None):
     except HfHubHTTPError as e:
         status = getattr(getattr(e, "response", None), "status_code", None)
         if status is not None and status < 500 and status not in (408, 429):
-            raise ModelNotFoundError(f"the Hub at {endpoint} refused to describe {repo_id} ({e})") from None
+            raise ModelNotFoundError(f"the Hub at {endpoint} refused to describe {repo_id} ({_safe(_short(e))})") from None
         raise Unreachable(f"the Hugging Face Hub at {endpoint} answered with an error ({status})") from None
     except Exception as e:  # connection refused, DNS, timeout, offline mode: all mean "no Hub now"
         if _is_network_error(e):
-            raise Unreachable(f"the Hugging Face Hub at {endpoint} cannot be reached ({type(e).__name__}: {e})") from None
+            raise Unreachable(f"the Hugging Face Hub at {endpoint} cannot be reached ({_safe(_short(e))})") from None
         raise
 
 
@@ -200,187 +205,128 @@ def _tokenizer_files_to_fetch(remote: dict[str, RemoteFile]) -> list[str]:
 
 
 def _fetch_file(repo_id: str, commit: str, remote: dict[str, RemoteFile], filename: str, progress: bool) -> str:
-    """Bring one file of the repo at ``commit`` into the cache (verified) and return its snapshot path."""
+    """Bring one file of the repo at ``commit`` into the cache through ``hf_hub_download``, check it
+    against the listing, and return its snapshot path."""
     from huggingface_hub import hf_hub_download
-    from huggingface_hub.errors import LocalEntryNotFoundError, RemoteEntryNotFoundError
+    from huggingface_hub.errors import RemoteEntryNotFoundError
+
+    from ..version import __version__
 
     info = remote.get(filename)
     if info is None:
         raise WeightsError(f"{repo_id}@{commit[:7]} has no {filename}")
-    pointer = repo_folder(repo_id) / "snapshots" / commit / filename
-    if not pointer.exists() and info.sha256 is not None:
-        _download_blob(repo_id, commit, info, progress)  # large LFS files: resumable, hashed on the fly
-    try:
-        # For a file already in the cache this only links it into the snapshot (no download).
-        path = hf_hub_download(
-            repo_id, filename, revision=commit, cache_dir=hub_cache_dir(), endpoint=hub_endpoint(),
-            library_name="npgpt", tqdm_class=None if progress else _silent_tqdm(),
-        )
-    except RemoteEntryNotFoundError:
-        raise WeightsError(f"{repo_id}@{commit[:7]} lists {filename} but the server does not have it") from None
-    except Exception as e:  # the network went away after the listing, or a transfer came up short
-        if isinstance(e, LocalEntryNotFoundError) or _is_network_error(e) or "Consistency check failed" in str(e):
-            raise ModelNotFoundError(
-                f"downloading {filename} of {repo_id} failed ({type(e).__name__}: {e}); run the same command again"
-            ) from None
-        raise
-    if info.sha256 is None:  # the weights were hashed while downloading; small files are checked here
-        verify_file(path, size=info.size, sha256=info.sha256, git_sha1=info.git_sha1)
+    if info.sha256 is not None:
+        _make_room(repo_id, info)
+    for attempt in range(1, _MAX_TRIES + 1):
+        try:
+            # For a file already in the cache this only returns its path (no request at all).
+            path = hf_hub_download(
+                repo_id, filename, revision=commit, cache_dir=hub_cache_dir(), endpoint=hub_endpoint(),
+                library_name="npgpt", library_version=__version__, tqdm_class=_tqdm_class(progress),
+            )
+            break
+        except RemoteEntryNotFoundError:
+            raise WeightsError(f"{repo_id}@{commit[:7]} lists {filename} but the server does not have it") from None
+        except Exception as e:
+            if attempt == _MAX_TRIES or not _worth_retrying(e):
+                raise _download_error(e, filename, repo_id) from None
+            _pause(min(0.25 * 2 ** (attempt - 1), 4.0))  # then ask the Hub again: a fresh link, a fresh transfer
+    verify_file(path, size=info.size, sha256=info.sha256, git_sha1=info.git_sha1)
+    if info.sha256 is not None:
+        Path(path).resolve().with_name(f"{info.sha256}.incomplete").unlink(missing_ok=True)  # see _make_room
     return path
 
 
-def _silent_tqdm():
-    from tqdm.auto import tqdm
-
-    class SilentTqdm(tqdm):
-        def __init__(self, *args, **kwargs):
-            kwargs["disable"] = True
-            super().__init__(*args, **kwargs)
-
-    return SilentTqdm
+def _pause(seconds: float) -> None:
+    time.sleep(seconds)
 
 
-# ---- one large file, resumable, hashed as it arrives ---------------------------------------------
+def _worth_retrying(e: BaseException) -> bool:
+    """A failure that asking again can cure: the network, the Hub busy (5xx, 408, 429), a signed
+    link that expired (401/403 from the storage host, not the Hub), a transfer that came up short."""
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    if isinstance(e, HfHubHTTPError):
+        status = getattr(getattr(e, "response", None), "status_code", None)
+        return status is None or status >= 500 or status in (408, 429) or (status in (401, 403) and _from_storage(e))
+    if isinstance(e, LocalEntryNotFoundError):  # the HEAD request failed: a network error, or the Hub down
+        return isinstance(e.__cause__, Exception) and (_is_network_error(e.__cause__) or _worth_retrying(e.__cause__))
+    return _is_network_error(e) or "Consistency check failed" in str(e)
 
 
-def _download_blob(repo_id: str, commit: str, info: RemoteFile, progress: bool) -> None:
-    """Download one LFS file into the cache's blobs/<sha256>, resumably, verifying as it goes.
-
-    The lock is huggingface_hub's own for this blob, so it and npgpt never write the same blob at
-    once. The partial file, blobs/<sha256>.incomplete, survives an interrupted process; the next
-    call asks the server only for the missing bytes (an HTTP Range request).
-    """
-    from huggingface_hub import get_hf_file_metadata, hf_hub_url
-    from huggingface_hub.utils import WeakFileLock, build_hf_headers
-
-    from ..version import __version__
-
-    endpoint = hub_endpoint()
-    url = hf_hub_url(repo_id, info.name, revision=commit, endpoint=endpoint)
-    headers = build_hf_headers(library_name="npgpt", library_version=__version__)
-    try:
-        meta = get_hf_file_metadata(url, headers=headers, endpoint=endpoint)
-    except Exception as e:
-        if _is_network_error(e):
-            raise ModelNotFoundError(
-                f"cannot reach {endpoint} to download {info.name} of {repo_id} ({type(e).__name__}: {e}); "
-                "run the same command again when the network is back"
-            ) from None
-        from huggingface_hub.errors import HfHubHTTPError
-
-        if isinstance(e, HfHubHTTPError):  # a 5xx, or a mirror that lists a file it then will not describe
-            raise ModelNotFoundError(
-                f"{endpoint} could not describe {info.name} of {repo_id} ({_short(e)}); run the same command again later"
-            ) from None
-        raise
-    sha256 = info.sha256
-    if meta.etag != sha256 or (meta.size is not None and info.size is not None and meta.size != info.size):
-        raise WeightsError(
-            f"the Hub describes {repo_id}/{info.name} two ways (sha256 {sha256} and size {info.size} in its "
-            f"listing, etag {meta.etag} and size {meta.size} when asked for the file); try again later"
-        )
-    size = info.size if info.size is not None else meta.size
-    storage = repo_folder(repo_id)
-    blob = storage / "blobs" / sha256
-    lock = hub_cache_dir() / ".locks" / storage.name / f"{sha256}.lock"
-    lock.parent.mkdir(parents=True, exist_ok=True)
-    blob.parent.mkdir(parents=True, exist_ok=True)
-    with WeakFileLock(lock):
-        if blob.exists():
-            return  # another process finished it while this one waited for the lock
-        partial = blob.with_name(f"{sha256}.incomplete")
-        if size is not None:  # the bytes already downloaded count: a download stopped by a full disk resumes
-            have = partial.stat().st_size if partial.exists() else 0
-            check_disk_space(blob.parent, size - min(have, size), f"the rest of {info.name} of {repo_id}")
-        if _netloc(meta.location) != _netloc(url):
-            headers.pop("authorization", None)  # never send a Hub token to a CDN
-        _transfer(meta.location, partial, size, sha256, headers, f"{info.name}", progress)
-        os.replace(partial, blob)
-
-
-def _netloc(url: str) -> str:
+def _from_storage(e: BaseException) -> bool:
+    """Whether an HTTP error came from a host other than the Hub's (the signed storage URL)."""
     from urllib.parse import urlsplit
 
-    return urlsplit(url).netloc
+    try:
+        url = str(e.response.request.url)
+    except (AttributeError, RuntimeError):
+        return False
+    return urlsplit(url).netloc != urlsplit(hub_endpoint()).netloc or "/resolve/" not in urlsplit(url).path
 
 
-def _transfer(url: str, partial: Path, size: int | None, sha256: str, headers: dict, desc: str, progress: bool) -> None:
-    """GET ``url`` into ``partial``, continuing what is already there; check size and sha256 at the end."""
-    import httpx2
-    from huggingface_hub import constants
-    from huggingface_hub.utils import get_session, hf_raise_for_status
+def _download_error(e: BaseException, filename: str, repo_id: str) -> Exception:
+    """The one-line error for a transfer that failed for good; never the signed URL."""
+    from huggingface_hub.errors import HfHubHTTPError, LocalEntryNotFoundError
+
+    if isinstance(e, OSError) and not isinstance(e, (HfHubHTTPError, LocalEntryNotFoundError)) \
+            and not _is_network_error(e) and "Consistency check failed" not in str(e):
+        return e  # a local problem (disk full, permissions), not the network: the CLI prints it as one line
+    cause = e.__cause__ if isinstance(e, LocalEntryNotFoundError) and e.__cause__ is not None else e
+    status = getattr(getattr(cause, "response", None), "status_code", None)
+    if isinstance(cause, HfHubHTTPError) and status is not None:
+        why = f"HTTP {status}" + (" from the storage server: the download link expired or was refused" if _from_storage(cause) else "")
+    else:
+        why = _safe(_short(cause))
+    return ModelNotFoundError(
+        f"downloading {filename} of {repo_id} from {hub_endpoint()} failed ({why}); run the same command again "
+        "(later, if the Hub is busy)"
+    )
+
+
+def _safe(text: str) -> str:
+    """``text`` with the query string of every URL in it removed (signed URLs carry their signature there)."""
+    return re.sub(r"(https?://[^\s?'\"<>]*)\?[^\s'\"<>]*", r"\1?...", text)
+
+
+def _make_room(repo_id: str, info: RemoteFile) -> None:
+    """Before the weights: refuse early, in one line, when the disk cannot hold them.
+
+    The bytes of a partial file already there (``blobs/<sha256>.incomplete``, left by an earlier
+    npgpt or huggingface_hub) count as room: huggingface_hub 2.x no longer resumes such a file, so
+    it is deleted here, under huggingface_hub's own lock for that blob, and its space is given back.
+    """
+    from huggingface_hub.utils import WeakFileLock
+
+    storage = repo_folder(repo_id)
+    blob = storage / "blobs" / info.sha256
+    if blob.exists() or info.size is None:
+        return
+    blob.parent.mkdir(parents=True, exist_ok=True)
+    partial = blob.with_name(f"{info.sha256}.incomplete")
+    if not partial.exists():  # the usual case: no lock taken (another process may hold it, downloading)
+        check_disk_space(blob.parent, info.size, f"{info.name} of {repo_id}")
+        return
+    lock = hub_cache_dir() / ".locks" / storage.name / f"{info.sha256}.lock"
+    lock.parent.mkdir(parents=True, exist_ok=True)
+    with WeakFileLock(lock):
+        have = partial.stat().st_size if partial.exists() else 0
+        check_disk_space(blob.parent, info.size - min(have, info.size), f"{info.name} of {repo_id}")
+        partial.unlink(missing_ok=True)
+
+
+def _tqdm_class(progress: bool):
+    """Progress bars on stderr, as every npgpt command shows them (huggingface_hub's own show only on a
+    terminal); none with ``progress=False`` or ``HF_HUB_DISABLE_PROGRESS_BARS=1``."""
+    from huggingface_hub.utils import are_progress_bars_disabled
     from tqdm.auto import tqdm
 
-    hasher, have = _resume(partial, size)
-    bar = tqdm(total=size, initial=have, unit="B", unit_scale=True, unit_divisor=1024, desc=desc,
-               file=sys.stderr, disable=not progress, leave=True)
-    failures = 0
-    try:
-        while size is None or have < size:
-            request_headers = {**headers, "Accept-Encoding": "identity", **({"Range": f"bytes={have}-"} if have else {})}
-            before = have
-            try:
-                with get_session().stream("GET", url, headers=request_headers, timeout=constants.HF_HUB_DOWNLOAD_TIMEOUT) as r:
-                    hf_raise_for_status(r)
-                    if have and r.status_code != 206:  # the server ignored the Range: start over
-                        hasher, have = hashlib.sha256(), 0
-                        bar.reset(total=size)
-                    with open(partial, "ab" if have else "wb") as f:
-                        for chunk in r.iter_bytes():  # as received: a cut keeps every byte that came
-                            f.write(chunk)
-                            hasher.update(chunk)
-                            have += len(chunk)
-                            bar.update(len(chunk))
-                            if size is not None and have > size:
-                                break
-                if size is None:
-                    break
-                if have > size:
-                    partial.unlink()
-                    raise WeightsError(f"the server sent more than the {size} bytes of {desc}; the download was deleted, run again")
-                if have < size:
-                    raise httpx2.RemoteProtocolError(f"the connection ended after {have} of {size} bytes")
-            except (httpx2.TransportError, OSError) as e:
-                failures = _retry_or_raise(e, 1 if have > before else failures + 1, desc, partial, have)
-    finally:
-        bar.close()
-    digest = hasher.hexdigest()
-    if digest != sha256:
-        partial.unlink(missing_ok=True)
-        raise WeightsError(
-            f"the download of {desc} is corrupt: its sha256 is {digest}, the Hub says {sha256}. The file was "
-            "deleted; run the same command again to download it afresh"
-        )
-    mark_verified(partial.with_name(sha256))
+    silent = not progress or are_progress_bars_disabled()
 
+    class NpgptTqdm(tqdm):
+        def __init__(self, *args, **kwargs):
+            kwargs["disable"] = silent
+            kwargs.setdefault("file", sys.stderr)
+            super().__init__(*args, **kwargs)
 
-def _resume(partial: Path, size: int | None) -> tuple[object, int]:
-    """(sha256 hasher fed the bytes already in ``partial``, their count): where a transfer continues."""
-    hasher = hashlib.sha256()
-    have = partial.stat().st_size if partial.exists() else 0
-    if size is not None and have > size:
-        partial.unlink()
-        return hasher, 0
-    if have:
-        with open(partial, "rb") as f:  # the sha256 covers the whole file, the old part included
-            for chunk in iter(lambda: f.read(CHUNK), b""):
-                hasher.update(chunk)
-    return hasher, have
-
-
-def _retry_or_raise(e: BaseException, failures: int, desc: str, partial: Path, have: int) -> int:
-    """After a failed GET: raise if retrying cannot help, else wait (backing off) and return ``failures``."""
-    from huggingface_hub.errors import HfHubHTTPError
-
-    status = getattr(getattr(e, "response", None), "status_code", None)
-    if isinstance(e, HfHubHTTPError) and status is not None and status < 500 and status not in (408, 429):
-        raise ModelNotFoundError(f"the server refused to send {desc} ({status}: {e})") from None
-    if isinstance(e, OSError) and not isinstance(e, HfHubHTTPError) and not _is_network_error(e):
-        raise e  # a local problem (disk full, permissions), not the network
-    if failures >= _MAX_TRIES:
-        raise ModelNotFoundError(
-            f"downloading {desc} failed ({type(e).__name__}: {e}); the {human_size(have)} received so far "
-            f"are kept in {partial}: run the same command again to resume"
-        ) from None
-    time.sleep(min(0.25 * 2 ** (failures - 1), 4.0))
-    return failures
+    return NpgptTqdm
