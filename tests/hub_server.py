@@ -118,6 +118,7 @@ class FakeHub:
         self.statuses: list[int] = []  # the status of each logged request, in order
         self.links_last = True  # False: a signed link serves any number of GETs
         self.refuse_storage = False
+        self.gzipped: list[str] = []  # small files sent gzip-encoded, without a length
         self.xet = True  # send the Xet headers (X-Xet-Hash, Link rel="xet-auth") with LFS files, as the Hub does
         self._links: dict[str, int] = {}  # signature -> GETs served
         self._lock = threading.Lock()
@@ -302,6 +303,8 @@ def _make_handler(hub: FakeHub):
             self.send_header("ETag", f'"{git_blob_id(data)}"')
             if gzipped:  # compressed, and no length: the connection's end marks the end (HTTP/1.0)
                 data = gzip.compress(data)
+                with hub._lock:
+                    hub.gzipped.append(filename)
                 self.send_header("Content-Encoding", "gzip")
             else:
                 self.send_header("Content-Length", str(len(data)))

@@ -311,6 +311,7 @@ def test_a_partial_file_left_by_an_earlier_process_is_replaced(hub, env, checkpo
 def test_small_files_come_through_a_relative_redirect_gzipped(hub, env, checkpoint):
     npgpt_hub.download(REPO, progress=False)
     assert hub.log("GET", "/api/resolve-cache/models/someone/tiny-gpt2/") != []
+    assert sorted(hub.gzipped) == ["config.json", "merges.txt", "vocab.json"]  # huggingface_hub accepts gzip
     snapshot = cache_repo(env) / "snapshots" / hub.commit
     for name in ("config.json", "vocab.json", "merges.txt"):
         assert (snapshot / name).read_bytes() == checkpoint.files[name]  # decoded, checked against the git blob id
