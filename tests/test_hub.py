@@ -297,7 +297,7 @@ def test_a_refused_link_is_one_line_without_the_signed_url(hub, env, cli, capsys
 
 
 def test_a_partial_file_left_by_an_earlier_process_is_replaced(hub, env, checkpoint):
-    """huggingface_hub 2.x starts an interrupted file again (a fresh temporary file per transfer):
+    """huggingface_hub 2.4 starts an interrupted file again (a fresh temporary file per transfer):
     a partial file of the older naming is deleted, and its space counted, before the transfer."""
     data = checkpoint.files["model.safetensors"]
     blobs = cache_repo(env) / "blobs"

@@ -177,7 +177,7 @@ def test_save_refuses_a_folder_holding_folders(tmp_path):
 
 
 def test_a_partial_download_counts_in_the_disk_space_check(tmp_path, monkeypatch):
-    """The bytes of a partial file count as room: huggingface_hub 2.x does not resume it, so it is
+    """The bytes of a partial file count as room: huggingface_hub 2.4 does not resume it, so it is
     deleted (its space given back) before the transfer, which then needs the rest."""
     fetch = importlib.import_module("npgpt.hub.fetch")  # npgpt.hub.fetch is also a function's name
 

@@ -24,7 +24,7 @@ request when the network cuts a transfer. npgpt adds around it:
 - every file checked against the listing's sha256 (weights) or git blob id (small files);
 - one-line errors that never print a signed URL (``_safe``).
 
-Leaves out: resuming one file across processes. huggingface_hub 2.x writes each transfer to a
+Leaves out: resuming one file across processes. huggingface_hub 2.4 writes each transfer to a
 fresh temporary file and deletes it when the transfer fails, so a download interrupted by Ctrl-C
 starts that file again (a cut within one process is resumed by huggingface_hub itself).
 """
@@ -293,7 +293,7 @@ def _make_room(repo_id: str, info: RemoteFile) -> None:
     """Before the weights: refuse early, in one line, when the disk cannot hold them.
 
     The bytes of a partial file already there (``blobs/<sha256>.incomplete``, left by an earlier
-    npgpt or huggingface_hub) count as room: huggingface_hub 2.x no longer resumes such a file, so
+    npgpt or huggingface_hub) count as room: huggingface_hub 2.4 no longer resumes such a file, so
     it is deleted here, under huggingface_hub's own lock for that blob, and its space is given back.
     """
     from huggingface_hub.utils import WeakFileLock
