@@ -275,7 +275,8 @@ def _download_error(e: BaseException, filename: str, repo_id: str) -> Exception:
     cause = e.__cause__ if isinstance(e, LocalEntryNotFoundError) and e.__cause__ is not None else e
     status = getattr(getattr(cause, "response", None), "status_code", None)
     if isinstance(cause, HfHubHTTPError) and status is not None:
-        why = f"HTTP {status}" + (" from the storage server: the download link expired or was refused" if _from_storage(cause) else "")
+        expired = status in (401, 403) and _from_storage(cause)
+        why = f"HTTP {status}" + (" from the storage server: the download link expired or was refused" if expired else "")
     else:
         why = _safe(_short(cause))
     return ModelNotFoundError(
