@@ -15,7 +15,7 @@ the ratio within a round (both sides then ran under the same load). The machine 
 compare the ratios, and re-run when it is quiet (with 2 threads, OpenBLAS slows down far more
 than torch when other processes want the cores).
 
-    python benchmarks/bench_train.py                    # the bundled model's shape, batch 12 x 256
+    python benchmarks/bench_train.py                    # the default shape (4 x 192), batch 12 x 256
     python benchmarks/bench_train.py --quick            # 2 rounds
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_train.py
     python benchmarks/bench_train.py --n-layer 6 --n-embd 384 --n-head 6 --batch-size 8
