@@ -31,6 +31,7 @@ import numpy as np
 import npgpt
 from npgpt.training.backward import cross_entropy, cross_entropy_backward, gpt2_backward
 from npgpt.training.bpe import learn_merges, learn_tokenizer
+from npgpt.activations import Tap
 from npgpt.model import gpt2
 from npgpt.training import TrainSettings, encode_dataset, sample_text, split_text, train
 
@@ -95,7 +96,7 @@ windows = data.train_ids[starts[:, None] + np.arange(65)]  # [batch, n_seq + 1]
 inputs, targets = windows[:, :-1], windows[:, 1:]  # the targets are the inputs shifted by one
 
 cache = {}
-logits = gpt2(inputs, model.params, config, cache=cache)  # forward, keeping every activation
+logits = gpt2(inputs, model.params, config, tap=Tap(cache=cache))  # forward, keeping every activation
 total, count = cross_entropy(logits, targets)
 print(f"loss {total / count:.3f} nats/token; ln(n_vocab) = {np.log(config.n_vocab):.3f}")
 
