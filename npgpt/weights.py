@@ -149,18 +149,16 @@ def check_flat(flat: dict[str, np.ndarray], config: GPT2Config, source: str) -> 
 
 
 def _check_counts(shapes: Mapping[str, tuple[int, ...]], config: GPT2Config, source: str) -> None:
-    """The config's tensor count and parameter count against the checkpoint's ({name: shape}),
-    without building anything the size of the config (which may claim a billion layers)."""
+    """Refuse a config that implies far more tensors than the checkpoint holds ({name: shape})
+    before anything the size of the config is built (a config may claim a billion layers).
+
+    Near misses (a layer more or less, another width) pass on to the checks that name the first
+    tensor that differs, which are cheap once the counts are of the same order.
+    """
     n_tensors = 12 * config.n_layer + 4
-    if n_tensors != len(shapes):
+    if n_tensors > 4 * len(shapes) + 16:
         raise WeightsError(
             f"{source} holds {len(shapes)} tensors but config.json (n_layer={config.n_layer}) implies {n_tensors}; "
-            "config.json and the weights do not belong together"
-        )
-    n_params = sum(math.prod(shape) for shape in shapes.values())
-    if n_params != config.n_params():
-        raise WeightsError(
-            f"{source} holds {n_params} parameters but config.json implies {config.n_params()}; "
             "config.json and the weights do not belong together"
         )
 
