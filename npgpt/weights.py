@@ -505,15 +505,23 @@ def load_folder(path: str | os.PathLike, dtype="float32", mmap: bool = True, all
             raise pickle_refused(str(folder), pickles[0], str(folder))
         raise WeightsError(f"{folder} has no {WEIGHTS_NAME}; a model folder needs config.json and {WEIGHTS_NAME}")
     config = GPT2Config.load(folder / CONFIG_NAME)
-    tensors = {}
+    tensors: dict = {}
     for file in files:  # shards are merged here: one dict of views
-        if mmap:
-            tensors.update(open_safetensors(folder / file, skip=is_mask_buffer))
-        else:
-            tensors.update(read_safetensors(folder / file))
+        add_shard(tensors, open_safetensors(folder / file, skip=is_mask_buffer) if mmap else read_safetensors(folder / file),
+                  file, folder)
     source = str(folder / files[0]) if len(files) == 1 else str(folder)
     params = params_from_checkpoint(tensors, config, source=source, dtype=dtype, allow_nonfinite=allow_nonfinite)
-    return GPT2(config=config, params=params, tokenizer=_load_tokenizer(folder), name=name or folder.name)
+    return GPT2(config=config, params=params, tokenizer=load_tokenizer(folder), name=name or folder.name)
+
+
+def add_shard(tensors: dict, shard: dict, file: str, folder) -> None:
+    """Merge one shard's tensors into ``tensors``, refusing a tensor that an earlier shard holds
+    too: two copies of a weight, and no way to tell which one is right."""
+    repeated = sorted(tensors.keys() & shard.keys())
+    if repeated:
+        raise WeightsError(f"{folder}: the shards overlap: {repeated[0]} is in {file} and in another shard "
+                           f"({len(repeated)} tensor(s) twice); download or convert the model again")
+    tensors.update(shard)
 
 
 def weight_files_of(folder: Path) -> list[str] | None:
@@ -551,7 +559,7 @@ def _memory_dtype(dtype) -> np.dtype:
     return resolved
 
 
-def _load_tokenizer(folder: Path):
+def load_tokenizer(folder: Path):
     """The folder's own tokenizer files (``vocab.json`` + ``merges.txt``, OpenAI's names, or a
     byte-level BPE ``tokenizer.json``), else GPT-2's when config.json's vocab_size fits, else None.
     A ``tokenizer.json`` that holds GPT-2's vocabulary gives GPT-2's tokenizer itself (shared)."""

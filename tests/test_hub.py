@@ -651,3 +651,40 @@ def test_transformers_reads_the_shared_cache_and_the_converted_folder(hub, env, 
         with torch.no_grad():
             theirs = model(torch.tensor([IDS])).logits[0].numpy()
         assert np.max(np.abs(theirs - ours)) < 1e-4
+
+
+def test_download_fails_on_a_broken_vocab_json(env, monkeypatch, checkpoint):
+    """A repo whose tokenizer files cannot be read fails ``npgpt download`` with one clear error,
+    instead of reporting success and failing at the first load."""
+    server = FakeHub()
+    files = dict(checkpoint.files)
+    files["vocab.json"] = b'{"broken": '
+    files["merges.txt"] = b"#version: 0.2\n"
+    server.add_repo("someone/broken-vocab", files)
+    monkeypatch.setenv("HF_ENDPOINT", server.url)
+    try:
+        with pytest.raises(npgpt.WeightsError, match="vocab.json: not a JSON vocabulary file"):
+            npgpt_hub.download("someone/broken-vocab", progress=False)
+    finally:
+        server.stop()
+
+
+def test_overlapping_shards_are_refused(tmp_path, checkpoint):
+    """Two shards holding the same tensor: refused at load and at conversion (which copy is right?)."""
+    from safetensors.numpy import save_file
+
+    flat = {f"transformer.{k}": np.ascontiguousarray(v) for k, v in flatten(checkpoint.model.params).items()}
+    names = sorted(flat)
+    folder = tmp_path / "sharded"
+    folder.mkdir()
+    save_file({k: flat[k] for k in names[: len(names) // 2 + 1]}, str(folder / "model-00001-of-00002.safetensors"))
+    save_file({k: flat[k] for k in names[len(names) // 2:]}, str(folder / "model-00002-of-00002.safetensors"))  # one name in both
+    index = {"weight_map": {k: "model-00001-of-00002.safetensors" for k in names[: len(names) // 2 + 1]}}
+    index["weight_map"].update({k: "model-00002-of-00002.safetensors" for k in names[len(names) // 2 + 1:]})
+    (folder / "model.safetensors.index.json").write_text(json.dumps(index))
+    checkpoint.model.config.save(folder / "config.json")
+    with pytest.raises(npgpt.WeightsError, match="the shards overlap"):
+        npgpt.load(folder)
+    with pytest.raises(npgpt.WeightsError, match="the shards overlap"):
+        npgpt_hub.convert_model(folder, tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()

@@ -39,7 +39,7 @@ from pathlib import Path
 from .._files import human_size
 from ..config import GPT2Config
 from ..errors import ConfigError, ModelNotFoundError
-from ..weights import CONFIG_NAME, WEIGHTS_NAME
+from ..weights import CONFIG_NAME, WEIGHTS_NAME, load_tokenizer
 from .cache import cached_snapshot, cached_snapshots, hub_cache_dir, verify_file, weight_files_of
 from .convert import (
     PROVENANCE_NAME,
@@ -157,6 +157,7 @@ def download(
         _say(f"npgpt: {e}; using the copy in the Hugging Face cache without checking for updates", progress)
         snapshot, source_repo, commit = cached
     verify_snapshot(snapshot)
+    load_tokenizer(snapshot)  # a vocab.json or merges.txt that cannot be read fails the download, not a later load
     wanted = storage or (previous or {}).get("storage")
     if to is None and previous is None and wanted in (None, storage_of(snapshot)):
         return snapshot

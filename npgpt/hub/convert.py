@@ -35,6 +35,7 @@ from ..weights import (
     CONFIG_NAME,
     PICKLES,
     WEIGHTS_NAME,
+    add_shard,
     bf16_to_f32,
     normalize_checkpoint,
     open_safetensors,
@@ -150,7 +151,7 @@ def _convert_into(source: Path, out: Path, storage: str, progress: bool, verify:
     for name in weight_files:  # shards are merged here: one dict of memory-mapped views
         entries, _ = read_safetensors_header(source / name)
         raw_bf16 |= {k for k, (dtype, *_) in entries.items() if dtype == "BF16"}
-        tensors.update(open_safetensors(source / name, widen_bf16=False))
+        add_shard(tensors, open_safetensors(source / name, widen_bf16=False), name, source)
     flat, bf16 = normalize_checkpoint(tensors, config, str(source), raw_bf16)
     _write_weights(out / WEIGHTS_NAME, flat, bf16, storage, provenance.get("repo_id") or source.name, progress)
     hf = config.to_hf_dict()
