@@ -191,9 +191,9 @@ for line in log.getvalue().splitlines():
 print("now:", repr("ROMEO:" + sample_text(model, "ROMEO:", 40, seed=1)))
 
 # %% [markdown]
-# The bundled model (`weights/shakespeare`) is the same recipe at a larger scale: 4 layers,
-# `n_embd` 192, 1024 tokens, trained with `npgpt train` for 1200 steps (the command is in the
-# README). Its loss curve:
+# The bundled model (`weights/shakespeare`) is the same recipe at a larger scale: 8 layers,
+# `n_embd` 192, 1024 tokens, trained with `npgpt train` for 3000 steps with dropout (the commands
+# and the run's history are in its card, `weights/README.md`). Its loss curve:
 
 # %%
 from npgpt.hub import resolve  # noqa: E402  (the folder of a model name)
@@ -232,7 +232,7 @@ print("after: ", repr(tuned.generate("Q: What is 3 plus 4?\nA:", max_new_tokens=
 
 # %% [markdown]
 # Sixty steps taught it the *form* (the question, the answer line, "plus", "is"); whether the sum
-# is right is another matter for a 2M-parameter model that has seen a few hundred examples.
+# is right is another matter for a 3.8M-parameter model that has seen a few hundred examples.
 #
 # **Where to go next.** `npgpt train --help` lists every knob; `python benchmarks/bench_train.py`
 # compares this NumPy training step with PyTorch's on the same model.
