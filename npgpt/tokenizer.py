@@ -42,6 +42,7 @@ import regex
 
 from ._files import write_text
 from .errors import InputError, ModelNotFoundError
+from .tokenizer_interface import TiktokenInterface, UnknownTokenError  # noqa: F401 (UnknownTokenError: this module's API too)
 from .tokenizer_files import (  # noqa: F401 (read_vocab, read_merges, gpt2_files: this module's API too)
     TokenizerFileError, config_vocab_size, folder_name, gpt2_files, read_merges, read_vocab, require_files,
 )
@@ -60,14 +61,6 @@ GPT2_EOT_ID = GPT2_N_VOCAB - 1  # <|endoftext|> is GPT-2's last token
 GPT2_MODEL_NAMES = ("gpt2", "gpt2-medium", "gpt2-large", "gpt2-xl", "distilgpt2")
 
 _NO_MERGE = (1 << 30) - 1  # "rank" of a pair merges.txt does not list: above every real rank
-
-
-class UnknownTokenError(InputError, KeyError):
-    """A token id or token text that is not in the vocabulary. A ``KeyError`` too, as tiktoken
-    raises, but printed as its message (a plain ``KeyError`` prints the repr of its argument)."""
-
-    def __str__(self) -> str:
-        return str(self.args[0]) if self.args else ""
 
 
 # ---------------------------------------------------------------------------------------------
@@ -340,7 +333,7 @@ class StreamDecoder:
 # The tokenizer
 
 
-class Tokenizer:
+class Tokenizer(TiktokenInterface):
     """GPT-2's byte-level BPE tokenizer, the reference. Load it with ``gpt2()``, ``from_files`` or
     ``from_folder``; ``npgpt.Tokenizer`` is the fast subclass (``npgpt/engine.py`` chooses).
 
@@ -431,14 +424,6 @@ class Tokenizer:
         return len(self.encoder)
 
     @property
-    def max_token_value(self) -> int:
-        return max(self.encoder.values())
-
-    @property
-    def special_tokens_set(self) -> set[str]:
-        return set(self.special_tokens)
-
-    @property
     def eot_id(self) -> int | None:
         """Id of ``<|endoftext|>`` (GPT-2's last, ``GPT2_EOT_ID``), None if the vocabulary has none."""
         return self.special_tokens.get(ENDOFTEXT)
@@ -515,32 +500,6 @@ class Tokenizer:
                              "disallowed_special=()")
         return allowed
 
-    def encode_batch(self, texts: Iterable[str], *, num_threads: int = 8,
-                     allowed_special: Literal["all"] | AbstractSet[str] = frozenset(),
-                     disallowed_special: Literal["all"] | Collection[str] = "all") -> list[list[int]]:
-        """``[encode(text) for text in texts]``, with ``encode``'s special-token arguments (tiktoken's
-        ``encode_batch``). The texts are encoded one after another: in Python, threads would only take
-        turns; ``num_threads`` (> 0) is accepted for tiktoken's signature."""
-        texts = _check_batch(texts, num_threads)
-        return [self.encode(t, allowed_special=allowed_special, disallowed_special=disallowed_special) for t in texts]
-
-    def encode_ordinary_batch(self, texts: Iterable[str], *, num_threads: int = 8) -> list[list[int]]:
-        """``[encode_ordinary(text) for text in texts]`` (tiktoken's ``encode_ordinary_batch``)."""
-        return [self.encode_ordinary(t) for t in _check_batch(texts, num_threads)]
-
-    def encode_single_token(self, text_or_bytes: str | bytes) -> int:
-        """The id of the one token whose text (or bytes) this is, special tokens included:
-        "hello" -> 31373, b" world" -> 995. ``UnknownTokenError`` (a ``KeyError``, as in tiktoken)
-        if no single token is."""
-        data = text_or_bytes.encode("utf-8") if isinstance(text_or_bytes, str) else text_or_bytes
-        if not isinstance(data, (bytes, bytearray)):
-            raise InputError(f"encode_single_token takes a str or bytes, got {type(text_or_bytes).__name__}")
-        token = self.encoder.get(bytes(data).decode("latin-1").translate(_LATIN1_TO_CHAR))  # as to_byte_chars
-        if token is None:  # (special tokens are vocabulary keys too, in printable ASCII)
-            raise UnknownTokenError(f"{text_or_bytes!r} is not one token of this vocabulary; encode() gives "
-                                    "the tokens of any text")
-        return token
-
     # -- decoding ----------------------------------------------------------------------------
 
     def token_bytes(self, token_id: int) -> bytes:
@@ -562,31 +521,6 @@ class Tokenizer:
         """Text of a sequence of token ids. A cut multi-byte character (e.g. the first of an emoji's
         tokens alone) becomes U+FFFD with ``errors="replace"``; ``errors="strict"`` raises instead."""
         return self.decode_bytes(ids).decode("utf-8", errors=errors)
-
-    def decode_single_token_bytes(self, token_id: int) -> bytes:
-        """tiktoken's name for ``token_bytes``."""
-        return self.token_bytes(token_id)
-
-    def decode_tokens_bytes(self, ids: Iterable[int]) -> list[bytes]:
-        """The bytes of each token: [15496, 995] -> [b'Hello', b' world']."""
-        ids = ids.tolist() if hasattr(ids, "tolist") else ids
-        return [self.token_bytes(i) for i in ids]
-
-    def decode_with_offsets(self, ids: Iterable[int]) -> tuple[str, list[int]]:
-        """The text and, for each token, the index in it of the character where the token starts
-        (tiktoken's ``decode_with_offsets``): [15496, 995] -> ('Hello world', [0, 5]).
-
-        A token that starts inside a character (its first byte is a UTF-8 continuation byte,
-        0x80-0xBF) gets that character's index: the emoji 👍, bytes F0 9F 91 8D, as the tokens
-        b'\xf0\x9f' + b'\x91\x8d' gives offsets [0, 0]. Like tiktoken it decodes strictly: ids that
-        end inside a character raise ``UnicodeDecodeError`` (``decode`` gives U+FFFD instead).
-        """
-        pieces = self.decode_tokens_bytes(ids)
-        offsets, n_chars = [], 0
-        for data in pieces:  # each character has exactly one byte that is no continuation byte
-            offsets.append(max(0, n_chars - (0x80 <= data[0] < 0xC0)))
-            n_chars += sum(1 for byte in data if not 0x80 <= byte < 0xC0)
-        return b"".join(pieces).decode("utf-8", errors="strict"), offsets
 
     def decode_tokens(self, ids: Iterable[int]) -> list[str]:
         """The text of each token on its own: [15496, 995] -> ['Hello', ' world']."""
@@ -663,14 +597,6 @@ def _split_special(text: str, allowed: frozenset) -> list[tuple[str, bool]]:
     """'a<|endoftext|>b' -> [('a', False), ('<|endoftext|>', True), ('b', False)]."""
     chunks = _special_regex(allowed).split(text)  # the capture group keeps the separators
     return [(c, n % 2 == 1) for n, c in enumerate(chunks) if c]
-
-
-def _check_batch(texts, num_threads) -> list[str]:
-    if isinstance(texts, (str, bytes)):
-        raise InputError("expected a list of texts, got one text: use encode(text), or encode_batch([text])")
-    if not hasattr(num_threads, "__index__") or isinstance(num_threads, bool) or num_threads < 1:
-        raise InputError(f"num_threads must be an integer >= 1, got {num_threads!r}")
-    return list(texts)
 
 
 def _check_text(text) -> str:
