@@ -398,3 +398,24 @@ def test_old_names_warn_and_still_draw():
         with pytest.warns(DeprecationWarning, match=f"viz.{new}"):
             assert getattr(viz, old) is getattr(viz, new)
     assert not (set(viz.__all__) & set(npgpt.inspection.__all__))
+
+
+def test_block_diagram_draws_every_block_activation_with_the_cache_shape(model):
+    from npgpt.activations import ACTIVATIONS
+
+    ids = model.tokenizer.encode("The cat sat on the mat.")
+    _, cache = model.run_with_cache(ids)
+    rows = viz.block_shapes(cache, -1)
+    assert [name for name, _, _ in rows] == [t.replace("{l}", "1") for t in ACTIVATIONS if t.startswith("blocks.{l}.")]
+    q = dict((name, shape) for name, shape, _ in rows)["blocks.1.attn.q"]
+    assert q == f"[n_head={model.config.n_head}, n_seq={len(ids)}, d_head={model.config.d_head}]"
+    fig = viz.block_diagram(cache, 1)
+    FigureCanvasAgg(fig).draw()
+    texts = " ".join(t.get_text() for t in fig.axes[0].texts)
+    assert all(shape.replace(", n_seq", ",\nn_seq") in texts or shape in texts for _, shape, _ in rows)
+    assert "to ln_final" in texts and "from blocks.0.resid_post" in texts
+    assert isinstance(fig._repr_png_(), bytes)
+    with pytest.raises(InputError, match="out of range"):
+        viz.block_shapes(cache, 5)
+    with pytest.raises(InputError, match="run_with_cache"):
+        viz.block_diagram({"logits": np.zeros((3, 4))})

@@ -5,7 +5,8 @@
     viz.save(fig, "l3h5.png")
     viz.show_attention(cache, tokens)                                # interactive, in a notebook
 
-``viz.plots`` has the static pictures (its docstring lists them), ``viz.html`` the interactive
+``viz.plots`` has the static pictures (its docstring lists them), ``viz.diagrams`` the block
+diagram (``viz.block_diagram(cache)``), ``viz.html`` the interactive
 attention view, ``viz.labels`` the token-label rules. Everything here reads the activation cache
 (``model.run_with_cache``), ``npgpt.inspection``'s results and generation traces; it never
 reaches into the model. ``npgpt.inspection`` computes (``inspection.logit_lens(model, cache)``),
@@ -15,6 +16,7 @@ reaches into the model. ``npgpt.inspection`` computes (``inspection.logit_lens(m
 import warnings
 
 from . import html
+from .diagrams import block_diagram, block_shapes
 from .html import AttentionView, attention_view, show_attention
 from .labels import display_labels, token_label
 from .plots import (
@@ -24,7 +26,7 @@ from .plots import (
 )
 
 __all__ = [
-    "html", "AttentionView", "attention_view", "show_attention", "display_labels", "token_label",
+    "html", "block_diagram", "block_shapes", "AttentionView", "attention_view", "show_attention", "display_labels", "token_label",
     "FORMATS", "Figure", "attention_flow_graph", "copy_losses", "attention_grid", "attention_heatmap", "entropy_heatmap",
     "head_heatmap", "layer_patterns", "logit_attribution", "logit_lens_heatmap", "mlp_activations",
     "next_token_distribution", "positional_embedding_plot", "residual_norm_heatmap", "save",
