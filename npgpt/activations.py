@@ -95,11 +95,6 @@ class Tap:
                  cache: dict | None = None, prefix: str = ""):
         self.hooks, self.cache, self.prefix = hooks or {}, cache, prefix
 
-    @property
-    def active(self) -> bool:
-        """Whether anything is listening: a hook to run or a cache to fill."""
-        return bool(self.hooks) or self.cache is not None
-
     def block(self, layer: int) -> "Tap":
         return Tap(self.hooks, self.cache, f"blocks.{layer}.")
 

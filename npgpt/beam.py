@@ -14,19 +14,15 @@ Reference: Hugging Face ``transformers``' ``generation/beam_search.py`` (``num_b
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from dataclasses import dataclass
 
 import numpy as np
 
-from .decoding import check_context, decode_step, encode_prompts, end_of_text_id, prefill
+from .decoding import Model, check_context, decode_step, encode_prompts, end_of_text_id, prefill
 from .errors import InputError
 from .model import log_softmax
 from .sampling import top_k_ids
 
-if TYPE_CHECKING:  # for annotations only: generation never imports the class
-    from .gpt2 import GPT2
 
 
 @dataclass
@@ -85,7 +81,7 @@ def _no_better_to_come(beams, beam_logprobs, finished: list[Beam], num_beams: in
 
 
 def beam_search(
-    model: GPT2,
+    model: Model,
     prompt,
     *,
     num_beams: int = 4,

@@ -18,16 +18,25 @@ Leaves out: choosing tokens, stopping rules other than the end-of-text id.
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 import numpy as np
 
-from .errors import InputError
+from .config import GPT2Config
 from .engine import forward
+from .errors import InputError
 from .kv_cache import KVCache
 
-if TYPE_CHECKING:  # for annotations only: generation never imports the class
-    from .gpt2 import GPT2
+
+class Model(Protocol):
+    """What generation needs of a model. A ``GPT2`` (``npgpt/gpt2.py``) is one; generation never
+    imports the class, which imports generation."""
+
+    config: GPT2Config
+    params: dict
+    tokenizer: object | None
+
+    def new_kv_cache(self, batch: int = 1, capacity: int | None = None) -> KVCache: ...
 
 
 def _is_int_sequence(x) -> bool:
@@ -36,7 +45,7 @@ def _is_int_sequence(x) -> bool:
     return isinstance(x, (list, tuple)) and all(isinstance(i, (int, np.integer)) and not isinstance(i, bool) for i in x)
 
 
-def token_ids(model: GPT2, text_or_ids, what: str) -> list[int]:
+def token_ids(model: Model, text_or_ids, what: str) -> list[int]:
     """A text (encoded with the model's tokenizer, ``<|endoftext|>`` allowed) or token ids, as ids."""
     if isinstance(text_or_ids, str):
         if model.tokenizer is None:
@@ -50,7 +59,7 @@ def token_ids(model: GPT2, text_or_ids, what: str) -> list[int]:
     raise InputError(f"{what} must be a string or a list of token ids, got {type(text_or_ids).__name__}")
 
 
-def end_of_text_id(model: GPT2, eos_token_id: int | None = None, ignore_eos: bool = False) -> int | None:
+def end_of_text_id(model: Model, eos_token_id: int | None = None, ignore_eos: bool = False) -> int | None:
     """The id that ends a row: ``eos_token_id`` if given, else ``<|endoftext|>``
     (``config.eot_id``) for a model with a tokenizer; None (nothing ends a row early) with
     ``ignore_eos``, or for a model without a tokenizer, whose ids have no text to end."""
@@ -61,7 +70,7 @@ def end_of_text_id(model: GPT2, eos_token_id: int | None = None, ignore_eos: boo
     return model.config.eot_id if model.tokenizer is not None else None
 
 
-def encode_prompts(model: GPT2, prompt_or_prompts) -> tuple[list[list[int]], bool]:
+def encode_prompts(model: Model, prompt_or_prompts) -> tuple[list[list[int]], bool]:
     """Token ids of each prompt, and whether a single prompt was given.
 
     A prompt is a str (needs ``model.tokenizer``) or a sequence of token ids; several prompts are
@@ -118,7 +127,7 @@ def left_pad(seqs: list[list[int]]) -> tuple[np.ndarray, np.ndarray, list[int]]:
     return ids, mask, [n_seq - len(seq) for seq in seqs]
 
 
-def prefill(model: GPT2, seqs: list[list[int]], room: int | None, *, hooks=None,
+def prefill(model: Model, seqs: list[list[int]], room: int | None, *, hooks=None,
             cache: dict | None = None) -> tuple[np.ndarray, KVCache, list[int]]:
     """Encode the sequences into a new KV cache; return the last position's logits [batch, n_vocab]
     (float32), the cache, and each row's padding.
@@ -135,7 +144,7 @@ def prefill(model: GPT2, seqs: list[list[int]], room: int | None, *, hooks=None,
     return logits[:, -1], kv, pads  # [batch, n_vocab]
 
 
-def decode_step(model: GPT2, tokens, kv: KVCache, *, hooks=None, cache: dict | None = None) -> np.ndarray:
+def decode_step(model: Model, tokens, kv: KVCache, *, hooks=None, cache: dict | None = None) -> np.ndarray:
     """Feed one new token per row after what ``kv`` holds; return its logits [batch, n_vocab]."""
     ids = np.asarray(tokens, dtype=np.int64)[:, None]  # [batch, 1]
     return forward(ids, model.params, model.config, kv_cache=kv, hooks=hooks, cache=cache)[:, -1]

@@ -53,13 +53,13 @@ from __future__ import annotations
 import math
 import time
 from dataclasses import dataclass, field, fields
-from typing import TYPE_CHECKING, Iterator, Mapping
+from typing import Iterator, Mapping
 
 import numpy as np
 
 from .activations import ActivationCache
 from .beam import Beam, beam_search
-from .decoding import check_context, decode_step, encode_prompts, end_of_text_id, prefill
+from .decoding import Model, check_context, decode_step, encode_prompts, end_of_text_id, prefill
 from .errors import InputError
 from .kv_cache import KVCache
 from .sampling import (
@@ -78,8 +78,6 @@ from .sampling import (
 from .scoring import TextScore, score
 from .traces import StepTrace, TokenProb, row_cache, trace_step
 
-if TYPE_CHECKING:  # for annotations only: generation never imports the class
-    from .gpt2 import GPT2
 
 __all__ = [  # what ``from npgpt.generate import ...`` has always offered, wherever it now lives
     "generate", "generate_ids", "stream", "TextStream", "GenerationSettings", "GenerationResult",
@@ -397,7 +395,7 @@ _CONTEXT_REMEDY = ("lower max_new_tokens, shorten the prompt, or pass sliding_wi
 class _Generation:
     """Runs one generation; iterating yields (row index, text piece) as pieces become final."""
 
-    def __init__(self, model: GPT2, prompt_or_prompts, settings: dict):
+    def __init__(self, model: Model, prompt_or_prompts, settings: dict):
         self.model = model
         self.settings = s = GenerationSettings.from_kwargs(settings)
         prompts, self.single = encode_prompts(model, prompt_or_prompts)
@@ -512,7 +510,7 @@ class _Generation:
 # ---- entry points ------------------------------------------------------------------------------
 
 
-def generate_ids(model: GPT2, prompt_or_prompts, **settings) -> GenerationResult:
+def generate_ids(model: Model, prompt_or_prompts, **settings) -> GenerationResult:
     """Generate and return everything: ids, text, finish reasons, traces and timing.
 
     Takes the same prompts and settings as ``generate``. The completions are prompt-major: with
@@ -525,7 +523,7 @@ def generate_ids(model: GPT2, prompt_or_prompts, **settings) -> GenerationResult
     return generation.result()
 
 
-def generate(model: GPT2, prompt_or_prompts, **settings):
+def generate(model: Model, prompt_or_prompts, **settings):
     """Generate text after each prompt; the prompt itself is not repeated in the output.
 
     ``prompt_or_prompts``: a string or a list of token ids (one prompt), or a list of those
@@ -578,7 +576,7 @@ class TextStream:
         return self._generation.result()
 
 
-def stream(model: GPT2, prompt, **settings) -> TextStream:
+def stream(model: Model, prompt, **settings) -> TextStream:
     """Generate text after one prompt, yielding pieces as soon as they are whole characters.
 
     Same settings as ``generate``; one prompt and one sample only. A character split over several

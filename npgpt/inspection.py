@@ -44,6 +44,7 @@ al., "In-context Learning and Induction Heads" (2022) for the induction score; A
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass
 
 import numpy as np
@@ -315,7 +316,13 @@ def mean_head_scores(model, sequences) -> HeadScores:
         runs.append(head_scores(cache, ids))
     if not runs:
         raise InputError("no sequences given: pass at least one array of token ids")
-    with np.errstate(all="ignore"), _nan_mean_quietly():
+    return _mean_scores(runs)
+
+
+def _mean_scores(runs: list[HeadScores]) -> HeadScores:
+    """Each score averaged over the runs; NaN (a score a run does not define) is left out."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", RuntimeWarning)  # an all-NaN entry ("Mean of empty slice") stays NaN
         return HeadScores(*(np.nanmean(np.stack([getattr(r, f) for r in runs]), axis=0) for f in HeadScores.__dataclass_fields__))
 
 
@@ -371,28 +378,13 @@ def copying_probe(model, length: int = 50, n_probe: int = 4, seed: int = 0, hook
         logits, cache = model.run_with_cache(row, hooks=hooks)
         losses.append(-log_softmax(logits[:-1])[np.arange(len(row) - 1), row[1:]])
         runs.append(head_scores(cache, row))
-    scores = HeadScores(*(np.mean(np.stack([getattr(r, f) for r in runs]), axis=0) for f in HeadScores.__dataclass_fields__))
-    return CopyingProbe(ids, np.stack(losses), scores)
+    return CopyingProbe(ids, np.stack(losses), _mean_scores(runs))
 
 
 def best_head(values: np.ndarray) -> tuple[int, int]:
     """(layer, head) of the largest value of a [n_layer, n_head] array of scores."""
     layer, head = np.unravel_index(int(np.nanargmax(values)), values.shape)
     return int(layer), int(head)
-
-
-class _nan_mean_quietly:
-    """Silence numpy's "Mean of empty slice" warning for all-NaN entries (they stay NaN)."""
-
-    def __enter__(self):
-        import warnings
-
-        self._catch = warnings.catch_warnings()
-        self._catch.__enter__()
-        warnings.simplefilter("ignore", RuntimeWarning)
-
-    def __exit__(self, *exc):
-        return self._catch.__exit__(*exc)
 
 
 @dataclass(frozen=True)

@@ -12,20 +12,16 @@ Reference: Hugging Face ``transformers``' perplexity guide ("Perplexity of fixed
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 import math
 from dataclasses import dataclass
 
 import numpy as np
 
-from .decoding import token_ids
+from .decoding import Model, token_ids
 from .errors import InputError
 from .engine import forward
 from .model import log_softmax
 
-if TYPE_CHECKING:  # for annotations only: generation never imports the class
-    from .gpt2 import GPT2
 
 
 @dataclass
@@ -54,7 +50,7 @@ class TextScore:
         return math.exp(self.mean_nll) if self.n_scored else float("nan")
 
 
-def _check_window(model: GPT2, window, stride) -> tuple[int, int]:
+def _check_window(model: Model, window, stride) -> tuple[int, int]:
     """The window (default n_ctx) and stride (default window // 2), checked."""
     n_ctx = model.config.n_ctx
     window = n_ctx if window is None else window
@@ -66,7 +62,7 @@ def _check_window(model: GPT2, window, stride) -> tuple[int, int]:
     return window, stride
 
 
-def _windowed_logprobs(model: GPT2, ids: list[int], window: int, stride: int) -> list[float | None]:
+def _windowed_logprobs(model: Model, ids: list[int], window: int, stride: int) -> list[float | None]:
     """log P(ids[t] | ids[:t]) for t >= 1, reading ``ids`` in windows of ``window`` tokens that
     start every ``stride``; each token is scored in the first window where it is new."""
     logprobs: list[float | None] = [None] * len(ids)
@@ -87,7 +83,7 @@ def _windowed_logprobs(model: GPT2, ids: list[int], window: int, stride: int) ->
     return logprobs
 
 
-def score(model: GPT2, text_or_ids, *, window: int | None = None, stride: int | None = None, prepend_eot: bool = False) -> TextScore:
+def score(model: Model, text_or_ids, *, window: int | None = None, stride: int | None = None, prepend_eot: bool = False) -> TextScore:
     """Log-probability of every token of a text given the ones before it, and the perplexity.
 
     The first token has no context and gets no score, unless ``prepend_eot`` puts

@@ -498,12 +498,7 @@ def load_folder(path: str | os.PathLike, dtype="float32", mmap: bool = True, all
         raise ModelNotFoundError(
             f"no model folder at {os.fspath(path)!r}; pass a folder holding config.json and model.safetensors"
         )
-    files = weight_files_of(folder)
-    if files is None:
-        pickles = [name for name in PICKLES if (folder / name).exists()]
-        if pickles:
-            raise pickle_refused(str(folder), pickles[0], str(folder))
-        raise WeightsError(f"{folder} has no {WEIGHTS_NAME}; a model folder needs config.json and {WEIGHTS_NAME}")
+    files = require_weight_files(folder)
     config = GPT2Config.load(folder / CONFIG_NAME)
     tensors: dict = {}
     for file in files:  # shards are merged here: one dict of views
@@ -522,6 +517,18 @@ def add_shard(tensors: dict, shard: dict, file: str, folder) -> None:
         raise WeightsError(f"{folder}: the shards overlap: {repeated[0]} is in {file} and in another shard "
                            f"({len(repeated)} tensor(s) twice); download or convert the model again")
     tensors.update(shard)
+
+
+def require_weight_files(folder: Path) -> list[str]:
+    """The safetensors files of a model folder (``weight_files_of``), or the one clear error: a
+    pickled checkpoint refused with the command that converts it, or no weights at all."""
+    files = weight_files_of(folder)
+    if files is None:
+        pickles = [name for name in PICKLES if (folder / name).exists()]
+        if pickles:
+            raise pickle_refused(str(folder), pickles[0], str(folder))
+        raise WeightsError(f"{folder} has no {WEIGHTS_NAME}; a model folder needs config.json and {WEIGHTS_NAME}")
+    return files
 
 
 def weight_files_of(folder: Path) -> list[str] | None:

@@ -2,9 +2,9 @@
 every function at most 60 lines, every module at most 700 lines, and reference modules that never
 import their fast counterparts (``npgpt/fast/`` may import the reference, not the other way).
 
-Imports are read with ``ast`` (both module-level and inside functions, since a lazy import that
-closes a loop is still a loop; not those under ``if TYPE_CHECKING:``, which never run), so nothing
-is executed.
+Imports are read with ``ast`` (module-level, inside functions and under ``if TYPE_CHECKING:``:
+a lazy or annotation-only import that closes a loop is still a loop for a reader), so nothing is
+executed.
 """
 
 from __future__ import annotations
@@ -33,11 +33,7 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
     """The modules of ``known`` that the module ``name`` imports, anywhere in its body."""
     package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found = set()
-    tree = ast.parse(path.read_text(encoding="utf-8"))
-    type_only = {id(n) for block in ast.walk(tree) if _is_type_checking(block) for n in ast.walk(block)}
-    for node in ast.walk(tree):
-        if id(node) in type_only:
-            continue  # `if TYPE_CHECKING:` imports never run: annotations only
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
         if isinstance(node, ast.Import):
             targets = [alias.name for alias in node.names]
         elif isinstance(node, ast.ImportFrom):
@@ -54,10 +50,6 @@ def imports_of(name: str, path: Path, known: set[str]) -> set[str]:
             if target and target != name:
                 found.add(target)
     return found
-
-
-def _is_type_checking(node) -> bool:
-    return isinstance(node, ast.If) and getattr(node.test, "id", getattr(node.test, "attr", None)) == "TYPE_CHECKING"
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:

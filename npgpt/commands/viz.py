@@ -164,6 +164,11 @@ def _attention(run, viz, inspection):
     return viz.attention_heatmap(run.cache["pattern", layer], run.tokens, head=run.args.head, layer=layer, gamma=run.args.gamma)
 
 
+def _activations(run, viz, inspection):
+    layer = _check_layer_head(run.model, run.args.layer)
+    return viz.mlp_activations(run.cache["post", layer], run.tokens, layer=layer)
+
+
 def _scores(run, viz, inspection):
     values = getattr(inspection.head_scores(run.cache, run.ids), run.args.score.replace("-", "_"))
     if np.all(np.isnan(values)):
@@ -194,8 +199,7 @@ DRAW = {
     "grid": lambda run, viz, inspection: viz.attention_grid(run.cache, run.tokens, gamma=run.args.gamma if run.args.gamma != 1.0 else 0.5),
     "logit-lens": lambda run, viz, inspection: viz.logit_lens_heatmap(inspection.logit_lens(
         run.model, run.cache, run.ids, k=1, positions=np.arange(max(0, len(run.ids) - 20), len(run.ids)))),
-    "activations": lambda run, viz, inspection: viz.mlp_activations(
-        run.cache["post", _check_layer_head(run.model, run.args.layer)], run.tokens, layer=_check_layer_head(run.model, run.args.layer)),
+    "activations": _activations,
     "residual": lambda run, viz, inspection: viz.residual_norm_heatmap(inspection.residual_norms(run.cache), run.tokens),
     "entropy": lambda run, viz, inspection: viz.entropy_heatmap(inspection.head_scores(run.cache, run.ids).entropy, n_seq=len(run.ids)),
     "scores": _scores,

@@ -33,18 +33,17 @@ from ..config import GPT2Config
 from ..errors import ConfigError, WeightsError
 from ..weights import (
     CONFIG_NAME,
-    PICKLES,
     WEIGHTS_NAME,
     add_shard,
     bf16_to_f32,
     normalize_checkpoint,
     open_safetensors,
-    pickle_refused,
     read_safetensors_header,
     read_tokenizer_json,
+    require_weight_files,
     write_safetensors,
 )
-from .cache import TOKENIZER_PAIRS, blob_sha256, verify_file, weight_files_of
+from .cache import TOKENIZER_PAIRS, blob_sha256, verify_file
 
 STORAGE_DTYPES = {"float32": np.float32, "float16": np.float16}
 PROVENANCE_NAME = "npgpt.json"
@@ -137,12 +136,7 @@ def _same_conversion(a: dict, b: dict) -> bool:
 def _convert_into(source: Path, out: Path, storage: str, progress: bool, verify: bool, provenance: dict) -> dict:
     """Write the converted files into the empty folder ``out``; the source weight files' sizes and hashes."""
     config = GPT2Config.load(source / CONFIG_NAME)
-    weight_files = weight_files_of(source)
-    if weight_files is None:
-        pickles = [name for name in PICKLES if (source / name).exists()]
-        if pickles:
-            raise pickle_refused(str(source), pickles[0], str(source))
-        raise WeightsError(f"{source} has no {WEIGHTS_NAME}")
+    weight_files = require_weight_files(source)
     if verify:
         for name in [CONFIG_NAME, *weight_files]:
             if (source / name).is_symlink():  # a cache snapshot: the blob's name is its hash
