@@ -56,6 +56,16 @@ def test_there_are_solutions():
     assert SOLUTIONS, "notebooks/solutions/ holds no solution"
 
 
+def test_every_notebook_has_a_checked_exercise():
+    notebooks = sorted((ROOT / "notebooks" / "src").glob("[0-9][0-9]_*.py"))
+    missing = [n.stem for n in notebooks if not (ROOT / "notebooks" / "solutions" / n.name).exists()]
+    assert not missing, f"notebooks without a worked solution in notebooks/solutions/: {missing}"
+    for path in SOLUTIONS:
+        source = (ROOT / "notebooks" / "src" / path.name).read_text(encoding="utf-8")
+        for check in load_solution(path).SOLUTIONS:
+            assert f"def {check}(" in source, f"{path.stem}: the notebook defines no {check}"
+
+
 @pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
 def test_every_solution_passes_its_check(path, capsys):
     solutions = load_solution(path).SOLUTIONS
@@ -65,42 +75,38 @@ def test_every_solution_passes_its_check(path, capsys):
     assert "correct" in capsys.readouterr().out
 
 
-def test_the_unfinished_stub_is_not_an_error(map_notebook, capsys):
-    def my_block(x, block, *, n_head, eps, mask):
+@pytest.mark.parametrize("path", SOLUTIONS, ids=lambda p: p.stem)
+def test_an_unfinished_stub_is_not_an_error(path, capsys):
+    def stub(*args, **kwargs):
         raise NotImplementedError
 
-    assert map_notebook["check_block"](my_block) is False
-    assert "not done yet" in capsys.readouterr().out
+    namespace = notebook_checks(path.stem, list(load_solution(path).SOLUTIONS))
+    for check in load_solution(path).SOLUTIONS:
+        assert namespace[check](stub) is False
+        assert "not done yet" in capsys.readouterr().out
 
 
-def wrong_blocks():
-    import npgpt.model as M
-
-    def no_skip(x, block, *, n_head, eps, mask):  # forgets "x +" around attention
-        mid = M.mha(M.layer_norm(x, **block["ln_1"], eps=eps), **block["attn"], n_head=n_head, mask=mask)
-        return mid, mid + M.ffn(M.layer_norm(mid, **block["ln_2"], eps=eps), **block["mlp"])
-
-    def post_norm(x, block, *, n_head, eps, mask):  # the original Transformer's "Add & Norm"
-        mid = M.layer_norm(x + M.mha(x, **block["attn"], n_head=n_head, mask=mask), **block["ln_1"], eps=eps)
-        return mid, M.layer_norm(mid + M.ffn(mid, **block["mlp"]), **block["ln_2"], eps=eps)
-
-    def post_norm_first_branch(x, block, *, n_head, eps, mask):  # normalises after adding, branch reads x
-        mid = M.layer_norm(x + M.mha(M.layer_norm(x, **block["ln_1"], eps=eps), **block["attn"], n_head=n_head, mask=mask),
-                           **block["ln_1"], eps=eps)
-        return mid, mid
-
-    def wrong_mlp_norm(x, block, *, n_head, eps, mask):  # the MLP reads ln_1 instead of ln_2
-        mid = x + M.mha(M.layer_norm(x, **block["ln_1"], eps=eps), **block["attn"], n_head=n_head, mask=mask)
-        return mid, mid + M.ffn(M.layer_norm(mid, **block["ln_1"], eps=eps), **block["mlp"])
-
-    def one_array(x, block, *, n_head, eps, mask):
-        return M.transformer_block(x, **block, n_head=n_head, eps=eps, mask=mask)
-
-    return [(no_skip, "skip connection"), (post_norm, "post-norm"), (post_norm_first_branch, "post-norm"),
-            (wrong_mlp_norm, "resid_post is off"), (one_array, "return two arrays")]
+def wrong_answers():
+    """(solution file, check name, wrong answer, expected words of the message) from every solution
+    file's ``WRONG`` table: each notebook's check must turn these down, saying why."""
+    cases = []
+    for path in SOLUTIONS:
+        for check, answers in getattr(load_solution(path), "WRONG", {}).items():
+            cases += [pytest.param(path, check, wrong, message, id=f"{path.stem[:2]}-{wrong.__name__}")
+                      for wrong, message in answers]
+    return cases
 
 
-@pytest.mark.parametrize("wrong,message", wrong_blocks(), ids=lambda v: getattr(v, "__name__", ""))
-def test_a_wrong_block_fails_with_a_helpful_message(map_notebook, wrong, message):
+def test_every_check_has_wrong_answers():
+    for path in SOLUTIONS:
+        module = load_solution(path)
+        wrong = getattr(module, "WRONG", {})
+        assert set(wrong) == set(module.SOLUTIONS), f"{path.name}: WRONG must give wrong answers for every check"
+        assert all(len(answers) >= 2 for answers in wrong.values()), f"{path.name}: at least two wrong answers per check"
+
+
+@pytest.mark.parametrize("path,check,wrong,message", wrong_answers())
+def test_a_wrong_answer_fails_with_a_helpful_message(path, check, wrong, message):
+    namespace = notebook_checks(path.stem, [check])
     with pytest.raises(AssertionError, match=message):
-        map_notebook["check_block"](wrong)
+        namespace[check](wrong)
