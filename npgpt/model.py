@@ -251,13 +251,33 @@ def gpt2(ids: np.ndarray, params: dict, config: GPT2Config, *, attention_mask=No
 # ---- initial weights ----------------------------------------------------------------------------
 
 
-def random_params(config: GPT2Config | str, seed: int | np.random.Generator = 0, dtype=np.float32) -> dict:
+POSITION_INITS = ("normal", "sinusoidal")  # how random_params starts wpe
+
+
+def sinusoidal_positions(n_pos: int, d: int) -> np.ndarray:
+    """The original Transformer's positional encoding ("Attention Is All You Need", 3.5), [n_pos, d]:
+    PE[p, 2i] = sin(p / 10000^(2i/d)), PE[p, 2i+1] = cos(p / 10000^(2i/d)). GPT-2 learns its ``wpe``
+    instead; for every offset k, PE[p + k] is a fixed linear map (rotations) of PE[p], which makes
+    "attend k tokens back" easy to learn."""
+    angles = np.arange(n_pos)[:, None] / 10000.0 ** (np.arange(0, d, 2) / d)  # [n_pos, ceil(d / 2)]
+    pe = np.zeros((n_pos, d))
+    pe[:, 0::2] = np.sin(angles)
+    pe[:, 1::2] = np.cos(angles[:, : d // 2])
+    return pe
+
+
+def random_params(config: GPT2Config | str, seed: int | np.random.Generator = 0, dtype=np.float32,
+                  position_init: str = "normal") -> dict:
     """Parameters drawn as GPT-2 initialises them: N(0, 0.02) weights, zero biases, unit layer norms.
 
     The output projections of each block (``attn.c_proj``, ``mlp.c_proj``) are scaled by
     1/sqrt(2 * n_layer), as in the GPT-2 paper, so the residual stream's variance does not grow
-    with depth.
+    with depth. ``position_init="sinusoidal"`` starts the learned ``wpe`` from
+    ``sinusoidal_positions`` scaled to the token embeddings' size (root mean square 0.02) instead
+    of N(0, 0.01): still learned, but able to tell neighbouring positions apart from step 0.
     """
+    if position_init not in POSITION_INITS:
+        raise ValueError(f"position_init must be one of {', '.join(POSITION_INITS)}, got {position_init!r}")
     config = get_config(config)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n_embd, d_mlp = config.n_embd, config.d_mlp
@@ -271,7 +291,8 @@ def random_params(config: GPT2Config | str, seed: int | np.random.Generator = 0,
 
     return {
         "wte": {"weight": normal((config.n_vocab, n_embd))},
-        "wpe": {"weight": normal((config.n_ctx, n_embd), 0.01)},
+        "wpe": {"weight": normal((config.n_ctx, n_embd), 0.01) if position_init == "normal"
+                else (0.02 * math.sqrt(2) * sinusoidal_positions(config.n_ctx, n_embd)).astype(dtype)},
         "h": [
             {
                 "ln_1": ln(),

@@ -130,6 +130,28 @@ def test_dropout_and_repeated_spans_train_and_resume_exactly(text_file, tmp_path
         TrainSettings(dropout=1.0)
 
 
+def test_sinusoidal_position_init_starts_wpe_from_the_original_encoding(text_file, tmp_path):
+    from npgpt.model import random_params, sinusoidal_positions
+
+    pe = sinusoidal_positions(50, 8)
+    assert np.allclose(pe[:, 0::2], np.sin(np.arange(50)[:, None] / 10000 ** (np.arange(0, 8, 2) / 8)))
+    assert np.allclose(pe[:, 1::2], np.cos(np.arange(50)[:, None] / 10000 ** (np.arange(0, 8, 2) / 8)))
+    for k in (1, 3):  # PE[p + k] is one linear map of PE[p], the same at every p
+        shift, *_ = np.linalg.lstsq(pe[:-k], pe[k:], rcond=None)
+        assert np.allclose(pe[:-k] @ shift, pe[k:], atol=1e-8)
+    wpe = random_params(TINY, position_init="sinusoidal")["wpe"]["weight"]
+    assert np.allclose(wpe, 0.02 * np.sqrt(2) * sinusoidal_positions(TINY.n_ctx, TINY.n_embd), atol=1e-7)
+    assert abs(np.sqrt(np.mean(wpe.astype(np.float64) ** 2)) - 0.02) < 0.002  # the token embeddings' size
+    with pytest.raises(ValueError, match="position_init"):
+        random_params(TINY, position_init="rotary")
+    with pytest.raises(npgpt.errors.ConfigError, match="position_init"):
+        TrainSettings(position_init="rotary")
+    run = pretrain(text_file, tmp_path / "s", config=TINY, stream=io.StringIO(),
+                   settings=QUICK.replace(steps=2, eval_interval=2, sample_interval=0, position_init="sinusoidal"))
+    start = np.allclose(run.model.params["wpe"]["weight"], wpe, atol=0.01)  # learned: it moved, but from there
+    assert start and not np.array_equal(run.model.params["wpe"]["weight"], wpe)
+
+
 def test_evaluate_predicts_every_token_once(tiny_model):
     ids = np.random.default_rng(1).integers(0, tiny_model.config.n_vocab, 23).astype(np.int32)
     total, count = evaluate(tiny_model.params, tiny_model.config, ids, n_seq=8, batch_size=2)

@@ -69,6 +69,8 @@ def add_training_arguments(parser, defaults=None) -> None:
     g.add_argument("--dropout", type=float, help=f"dropout on the embeddings and every block's outputs (default {d.dropout})")
     g.add_argument("--repeat-fraction", type=float, help="share of windows holding a random span written twice, to teach copying "
                    f"(default {d.repeat_fraction})")
+    g.add_argument("--position-init", choices=("normal", "sinusoidal"),
+                   help=f"how the learned position embeddings start (default {d.position_init}; see TrainSettings)")
     g.add_argument("--val-fraction", type=float, help=f"share of the text held out at its end (default {d.val_fraction})")
     g = parser.add_argument_group("evaluation, samples and checkpoints")
     g.add_argument("--eval-interval", type=int, help=f"steps between validation + checkpoint (default {d.eval_interval})")

@@ -41,6 +41,9 @@ class TrainSettings:
     repeat_fraction     share of each batch's windows in which a span of random tokens is written
                         twice in a row: only copying the first span predicts the second, which
                         teaches the model induction heads early (see ``repeat_spans``)
+    position_init       how the learned position embeddings start: "normal" (GPT-2's N(0, 0.01))
+                        or "sinusoidal" (the original Transformer's encoding, then learned), with
+                        which previous-token heads, and so induction heads, form sooner
     ==================  =====================================================================
     """
 
@@ -63,6 +66,7 @@ class TrainSettings:
     val_fraction: float = 0.1
     dropout: float = 0.0
     repeat_fraction: float = 0.0
+    position_init: str = "normal"
 
     def __post_init__(self):
         positive = ["steps", "batch_size", "eval_interval"]
@@ -92,6 +96,8 @@ class TrainSettings:
             raise ConfigError(f"val_fraction must be between 0 and 1 (e.g. 0.1), got {self.val_fraction}")
         if not 0 <= self.dropout < 1:
             raise ConfigError(f"dropout must be in [0, 1) (e.g. 0.1), got {self.dropout}")
+        if self.position_init not in ("normal", "sinusoidal"):
+            raise ConfigError(f"position_init must be 'normal' or 'sinusoidal', got {self.position_init!r}")
         if not 0 <= self.repeat_fraction <= 1:
             raise ConfigError(f"repeat_fraction must be in [0, 1], got {self.repeat_fraction}")
 
