@@ -196,8 +196,8 @@ for n, a, fa, b, fb in zip(lengths, t_plain, f_plain, t_cached, f_cached):
 # Does the clock agree with the count? A cost that grows like $n^k$ is a straight line of slope
 # $k$ on a log-log scale, so we fit that slope to the times and to the FLOP counts. Linear work
 # gives a slope near 1, attention's $n^2$ alone would give 2. Times are noisy, small calls pay a
-# fixed Python overhead (which flattens the curve) and large arrays fall out of the CPU's caches
-# (which steepens it), so we ask only that the measured slope is closer to the count's than to 2,
+# fixed Python overhead (which flattens the curve) and larger arrays may fit the CPU's caches
+# less well (which steepens it), so we ask only that the measured slope is closer to the count's than to 2,
 # and that the time grows at all.
 
 # %%

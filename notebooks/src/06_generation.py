@@ -152,7 +152,7 @@ print(repr(greedy_text))
 # %% [markdown]
 # Greedy text has no randomness to break a loop: once the model's favourite continuation of a
 # line leads back to the same line, it repeats. Below, the share of 4-token sequences that occur
-# more than once in 150 tokens, greedy against sampled.
+# more than once in up to 150 tokens (as many as the context holds), greedy against sampled.
 
 # %%
 def repeated_share(token_ids, n=4) -> float:
@@ -160,10 +160,11 @@ def repeated_share(token_ids, n=4) -> float:
     return 1 - len(set(grams)) / len(grams)
 
 
-long_greedy = generate_ids(model, prompt, max_new_tokens=150, temperature=0, ignore_eos=True).completions[0].ids
-long_sampled = generate_ids(model, prompt, max_new_tokens=150, temperature=1.0, seed=0, ignore_eos=True).completions[0].ids
+n_long = min(150, model.config.n_ctx - len(ids))
+long_greedy = generate_ids(model, prompt, max_new_tokens=n_long, temperature=0, ignore_eos=True).completions[0].ids
+long_sampled = generate_ids(model, prompt, max_new_tokens=n_long, temperature=1.0, seed=0, ignore_eos=True).completions[0].ids
 g, s = repeated_share(long_greedy), repeated_share(long_sampled)
-print(f"repeated 4-grams: greedy {g:.0%}, sampled (T=1) {s:.0%}")
+print(f"repeated 4-grams in {n_long} tokens: greedy {g:.0%}, sampled (T=1) {s:.0%}")
 print("here greedy repeats itself more than sampling" if g > s else "here greedy does not repeat itself more than sampling")
 
 # %% [markdown]

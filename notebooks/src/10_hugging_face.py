@@ -213,7 +213,7 @@ def check_greedy(my_greedy, model=model):
     second = tok.encode("First Citizen:\nBefore we proceed any further, hear me speak.")
     # an end-of-text id the greedy text reaches early: a token it writes for the first time at step >= 2
     reference = generate_ids(model, second, max_new_tokens=12, temperature=0, ignore_eos=True).completions[0].ids
-    stop_id = next((t for i, t in enumerate(reference) if i >= 2 and t not in reference[:i]), model.config.eot_id)
+    stop_id = next((t for i, t in enumerate(reference) if i >= 2 and t not in reference[:i]), reference[0])
     cases = [
         ("a 15-token budget", first, len(first) + 15, model.config.eot_id),
         ("max_length one more than the prompt", second, len(second) + 1, model.config.eot_id),
