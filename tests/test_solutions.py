@@ -42,6 +42,9 @@ def notebook_checks(stem: str, names) -> dict:
             break
         if cell.cell_type == "code":
             exec(compile(cell.source, f"{stem}.py", "exec"), namespace)  # noqa: S102 (our own notebook)
+    import matplotlib.pyplot as plt
+
+    plt.close("all")  # the notebook's own figures: not needed here
     missing = [name for name in names if name not in namespace]
     assert not missing, f"notebook {stem} defines no {missing}"
     return namespace
