@@ -20,7 +20,9 @@ import os
 import pickle
 import re
 import shutil
+import string
 import time
+import tracemalloc
 from concurrent.futures import ThreadPoolExecutor
 from itertools import pairwise
 from pathlib import Path
@@ -37,6 +39,7 @@ from conftest_tokenizer_helpers import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+import npgpt.fast.tokenizer
 from npgpt import cli
 from npgpt.commands import tokenize as tokenize_command
 from npgpt.errors import InputError, ModelNotFoundError
@@ -51,6 +54,7 @@ from npgpt.fast.tokenizer import (
     _read_gpt2_files,
     bpe_flat,
     bpe_heap,
+    bpe_long,
     bpe_many,
     bpe_rows,
     pretokenize_fast,
@@ -72,6 +76,7 @@ from npgpt.tokenizer import (
     replace_lone_surrogates,
     to_byte_chars,
 )
+from npgpt.tokenizer import Tokenizer as ReferenceTokenizer
 
 # hypothesis: no example database in the working folder, no deadline on a busy machine
 PROPERTY = settings(max_examples=300, deadline=None, database=None, suppress_health_check=[HealthCheck.too_slow])
@@ -213,6 +218,26 @@ def test_merge_table_ranks_every_merge_and_no_other_pair(tok):
     assert 1000 < sum(r != table.no_merge_rank for r in expected) < len(expected)
 
 
+def test_merge_table_knows_how_far_each_token_reaches_and_whether_merges_came_in_order(tok, tmp_path):
+    table = tok.merge_table
+    left, right = np.zeros(tok.n_vocab, dtype=int), np.zeros(tok.n_vocab, dtype=int)
+    for a, b in tok.merges:  # the longest token merged on each side of each token
+        left[tok.encoder[b]] = max(left[tok.encoder[b]], len(a))
+        right[tok.encoder[a]] = max(right[tok.encoder[a]], len(b))
+    assert table.reach_left.tolist() == left.tolist() and table.reach_right.tolist() == right.tolist()
+    assert table.in_order and (table.reach_left.max(), table.reach_right.max()) == (64, 64)
+    # "bc b" before "b c": not learned in order. bpe makes "bcb" "c" of "bcbc" (the first "bc", then
+    # "bc b" at once); bpe_long would make both "bc" in one round. So long pieces take bpe_heap.
+    files = tiny_files(tmp_path, merges=(("bc", "b"), ("b", "c")))
+    reference, out_of_order = ReferenceTokenizer.from_files(*files), Tokenizer.from_files(*files)
+    bcb, bc = reference.encoder["bcb"], reference.encoder["bc"]
+    assert reference.encode("bcbc") == [bcb, reference.encoder["c"]] and not out_of_order.merge_table.in_order
+    assert bpe_long(b"bcbc", out_of_order.merge_table).tolist() == [bc, bc]  # wrong, as said
+    out_of_order.long_piece = out_of_order.huge_piece = 0
+    text = "bcbc" * 2000 + " " + "abcbcbc" * 1000
+    assert out_of_order.encode(text) == reference.encode(text)
+
+
 def _lower_ascii(word: str) -> bool:
     return word.isascii() and word.isalpha() and word.islower()
 
@@ -232,6 +257,8 @@ def test_merges_out_of_learned_order_give_what_bpe_gives(tmp_path):
         assert tokenizer._unmade_tokens == {258}  # "abc"
         assert tokenizer.encode(short) == expected[short]
         assert tokenizer.encode(long_text) == expected[long_text]
+        tokenizer.huge_piece = 0  # every piece by bpe_long: "bc" is made before "a bc", in order
+        assert tokenizer.merge_table.in_order and tokenizer.encode(long_text) == expected[long_text]
     assert Tokenizer.gpt2()._unmade_tokens == frozenset()
     fresh = FastTokenizer(Tokenizer.gpt2().encoder, Tokenizer.gpt2().merges)
     assert fresh._unmade_tokens == frozenset()  # the check itself, on GPT-2's vocabulary
@@ -287,6 +314,66 @@ def test_long_pieces_are_fast_and_right(tok, oracle):
         assert ids == oracle.encode(text)
 
 
+@PROPERTY
+@given(
+    st.binary(min_size=1, max_size=300)
+    | st.text(min_size=1, max_size=100).map(str.encode)
+    | st.text(st.sampled_from("ab \n0"), min_size=1, max_size=300).map(str.encode)  # runs, pairs of one rank
+    | st.text(st.sampled_from(string.digits), min_size=1, max_size=300).map(str.encode)
+    | st.tuples(st.sampled_from([b"a", b"ab", b" ", b"00", "あ".encode()]), st.integers(1, 200)).map(lambda t: t[0] * t[1])
+)
+def test_bpe_long_matches_bpe(tok, utf8):
+    expected = [tok.encoder[part] for part in bpe(to_chars(utf8), tok.ranks)]
+    assert bpe_long(utf8, tok.merge_table).tolist() == expected
+
+
+def random_text(alphabet: str, n: int, seed: int = 0) -> str:
+    return "".join(np.random.default_rng(seed).choice(list(alphabet), n))
+
+
+# Issue 18's worst cases for the tokenizer, at any size n: each (nearly) one pre-token of n bytes
+WORST_CASES = {
+    "one word": lambda n: "a" * n,
+    "digits": lambda n: random_text(string.digits, n),
+    "letters, no spaces": lambda n: random_text(string.ascii_letters, n),
+    "runs of two letters": lambda n: "".join(c * (1 + i % 7) for i, c in enumerate(random_text("ab", n // 4)))[:n],
+    "Japanese, no spaces": lambda n: random_text("日本語のテキストです", n // 3),
+    "spaces": lambda n: " " * n + "x",
+    "punctuation": lambda n: random_text("!?.,;:-_=+*/()[]", n),
+}
+
+
+@pytest.mark.parametrize("case", WORST_CASES)
+def test_the_worst_cases_give_the_references_ids_and_tiktokens(tok, oracle, case):
+    """Pieces of many kilobytes (bpe_long): the same ids as the reference tokenizer (whose bpe takes
+    quadratic time, so 6 kB) and as tiktoken (200 kB)."""
+    small, large = WORST_CASES[case](6_000), WORST_CASES[case](200_000)
+    assert max(map(len, map(str.encode, pretokenize(small)))) > tok.huge_piece  # bpe_long's, not bpe_heap's
+    assert tok.encode(small) == ReferenceTokenizer(tok.encoder, tok.merges).encode(small)
+    assert tok.encode(large) == oracle.encode(large)
+
+
+def test_a_megabyte_in_one_piece_takes_few_rounds_and_little_memory(tok, monkeypatch):
+    """bpe_long merges in rounds (not one merge at a time: a million for a megabyte) and keeps its
+    parts in NumPy arrays (bpe_heap's Python lists took 130-190 MB here; the ids alone, as a list
+    of ints, take ~30 MB)."""
+    rounds = []
+    sure_pairs = npgpt.fast.tokenizer._sure_pairs
+    monkeypatch.setattr(npgpt.fast.tokenizer, "_sure_pairs", lambda *args: rounds.append(1) or sure_pairs(*args))
+    for case in ("one word", "digits", "letters, no spaces"):
+        text = WORST_CASES[case](1_000_000)
+        fresh = FastTokenizer(tok.encoder, tok.merges)
+        fresh.merge_table  # (built before measuring)
+        rounds.clear()
+        tracemalloc.start()
+        try:
+            ids = fresh.encode(text)
+            peak = tracemalloc.get_traced_memory()[1]
+        finally:
+            tracemalloc.stop()
+        assert len(ids) > 200_000 and 0 < len(rounds) < 30 and peak < 100e6, (case, len(rounds), peak)
+
+
 def test_encode_gives_the_same_ids_with_and_without_the_numpy_path(tok):
     text = "Lockstep BPE: the same merges for every word, 日本語, Ελληνικά, नमस्ते, 👍🏽. " * 3
     one_by_one = FastTokenizer(tok.encoder, tok.merges)
@@ -295,8 +382,11 @@ def test_encode_gives_the_same_ids_with_and_without_the_numpy_path(tok):
     all_at_once.batch_min = 1
     heap_for_all = FastTokenizer(tok.encoder, tok.merges)
     heap_for_all.long_piece = 0
+    rounds_for_all = FastTokenizer(tok.encoder, tok.merges)
+    rounds_for_all.long_piece = rounds_for_all.huge_piece = 0  # bpe_long for every piece
     ids = tok.encode(text)
     assert one_by_one.encode(text) == all_at_once.encode(text) == heap_for_all.encode(text) == ids
+    assert rounds_for_all.encode(text) == ids
 
 
 def test_the_two_split_patterns_agree_on_hand_picked_cases():

@@ -110,8 +110,9 @@ def test_the_same_ids_on_random_bytes_decoded_with_replacement(fast, ref, data):
     assert fast.encode_ordinary(text) == ids and fast.decode(ids) == text
 
 
-@pytest.mark.parametrize("settings", [{}, {"batch_min": 1}, {"batch_min": 10**9}, {"long_piece": 0}, {"words_min": 1}],
-                         ids=["default", "all in NumPy", "one at a time", "all by heap", "vocabulary words first"])
+@pytest.mark.parametrize("settings", [{}, {"batch_min": 1}, {"batch_min": 10**9}, {"long_piece": 0},
+                                      {"long_piece": 0, "huge_piece": 0}, {"words_min": 1}],
+                         ids=["default", "all in NumPy", "one at a time", "all by heap", "all in rounds", "vocabulary words first"])
 def test_the_same_ids_on_a_whole_play_cold_and_warm(fast, ref, settings):
     text = play()
     assert len(text) > 100_000
@@ -131,13 +132,14 @@ def test_the_same_ids_with_vocabularies_other_than_gpt2s(tmp_path):
     learned = [("h", "e"), ("l", "l"), ("he", "ll"), ("Ġ", "w"), ("o", "r")]
     out_of_order = [("a", "b"), ("b", "c"), ("a", "bc")]  # BPE makes "ab" "c" of "abc"
     every_pair = [(a, b) for a in chars[:60] for b in chars[:60]]  # many merges of two bytes
-    text = "hello world, abc abcabc " * 50 + "日本語 👍🏽 " + "".join(chars[:60]) * 3
-    for merges in (learned, out_of_order, every_pair):
+    text = "hello world, abc abcabc " * 50 + "日本語 👍🏽 " + "".join(chars[:60]) * 3 + " " + "abc" * 2000
+    not_learned_in_order = [("bc", "b"), ("b", "c"), ("a", "b")]  # "bc b" before "bc" is made: bpe_heap
+    for merges in (learned, out_of_order, every_pair, not_learned_in_order):
         vocab = {c: i for i, c in enumerate(chars)}
         for a, b in merges:
             vocab.setdefault(a + b, len(vocab))
         vocab[ENDOFTEXT] = len(vocab)
-        for settings in ({}, {"batch_min": 1}, {"words_min": 1}):
+        for settings in ({}, {"batch_min": 1}, {"words_min": 1}, {"long_piece": 0, "huge_piece": 0}):
             reference, engine = fresh_pair(vocab, merges, **settings)
             assert engine.encode(text) == reference.encode(text) == reference.explain(text).ids
             assert engine.decode(reference.encode(text)) == text

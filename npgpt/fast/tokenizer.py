@@ -18,7 +18,8 @@
   together in NumPy (``bpe_rows``: ``bpe``'s loop run by all of them in lockstep, the pieces of
   one length as the columns of one array, the ranks of their pairs read from a hash table,
   ``MergeTable``) and their bytearrays filled;
-- a heap for pieces of hundreds of bytes (``bpe_heap``), where ``bpe`` takes quadratic time;
+- a heap for pieces of hundreds of bytes (``bpe_heap``), where ``bpe`` takes quadratic time, and for
+  pieces of many kilobytes (a megabyte of digits), rounds of many merges at once in NumPy (``bpe_long``);
 - loading: GPT-2's own two files, recognized by their SHA-256, are read without parsing or checks
   (``_read_gpt2_files``), and the tables that only some uses need are built on first use.
 
@@ -40,7 +41,7 @@ from collections import defaultdict
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import cached_property
-from itertools import accumulate, chain, islice, pairwise, repeat
+from itertools import accumulate, chain, count, islice, pairwise, repeat
 
 import numpy as np
 import regex
@@ -198,6 +199,9 @@ class MergeTable:
     merged: np.ndarray  # [n_merges] id of the token that merge r makes, by rank r
     byte_ids: np.ndarray  # [256] id of the token of each single byte
     byte_pair_ranks: np.ndarray  # [256 * 256] rank of the merge of bytes (a, b) at a * 256 + b
+    reach_left: np.ndarray  # [n_vocab] bytes of the longest x in a merge (x, token); 0 if none
+    reach_right: np.ndarray  # [n_vocab] bytes of the longest y in a merge (token, y); 0 if none
+    in_order: bool  # every merge comes after the merges that make its two tokens (see bpe_long)
 
     @classmethod
     def build(cls, encoder: dict[str, int], merges: list[tuple[str, str]]) -> MergeTable:
@@ -230,7 +234,8 @@ class MergeTable:
         of_two_bytes = (a >= 0) & (b >= 0)
         byte_pair_ranks = np.full(256 * 256, n_merges, dtype=np.int32)
         byte_pair_ranks[a[of_two_bytes] * 256 + b[of_two_bytes]] = np.flatnonzero(of_two_bytes)
-        return cls(n_vocab, n_merges, slot_keys, slot_ranks, shift, probes, merged, byte_ids, byte_pair_ranks)
+        return cls(n_vocab, n_merges, slot_keys, slot_ranks, shift, probes, merged, byte_ids, byte_pair_ranks,
+                   *_reaches(left, right, merged, lefts, rights, n_vocab))
 
     def rank(self, left: np.ndarray, right: np.ndarray) -> np.ndarray:
         """Rank of each pair of token ids, given as two arrays (int32); ``no_merge_rank`` for a pair
@@ -253,6 +258,17 @@ class MergeTable:
             ranks[todo[hit]] = self.slot_ranks[slot_now[hit]]
             todo = todo[~hit & (found != empty)]
         return ranks
+
+
+def _reaches(left, right, merged, lefts, rights, n_vocab) -> tuple[np.ndarray, np.ndarray, bool]:
+    """``MergeTable``'s reach_left, reach_right and in_order, from the merges (ids and texts)."""
+    reach_left, reach_right = np.zeros(n_vocab, dtype=np.int32), np.zeros(n_vocab, dtype=np.int32)
+    np.maximum.at(reach_left, right, np.fromiter(map(len, lefts), dtype=np.int32, count=len(lefts)))
+    np.maximum.at(reach_right, left, np.fromiter(map(len, rights), dtype=np.int32, count=len(rights)))
+    made_by = np.full(n_vocab, -1)  # [n_vocab] the last merge that makes each token; -1: none
+    np.maximum.at(made_by, merged, np.arange(merged.size))
+    rank = np.arange(merged.size)
+    return reach_left, reach_right, bool(((made_by[left] < rank) & (made_by[right] < rank)).all())
 
 
 # Multiplicative hashing (Knuth, TAOCP vol. 3, 6.4): the top bits of key * A, A odd and close to
@@ -373,6 +389,76 @@ def bpe_rows(pieces: list[bytes], table: MergeTable) -> Iterator[tuple[np.ndarra
         np.put(keys, pair, table.rank(ids.take(pair), ids.take(pair + w)).astype(key_type) << bits)
 
 
+# How bpe_long works. bpe makes one merge at a time, the lowest-ranked pair (the leftmost of equals):
+# a word of a million bytes takes a million steps. bpe_long makes many merges at once, in rounds,
+# each one that bpe is sure to make with the parts as they are now, so making it first changes
+# nothing. That needs merges learned in order (each after the merges that make its two tokens:
+# MergeTable.in_order), so that a merge makes only pairs that rank above it. Pair i (parts P_i and
+# P_{i+1}, rank r) is sure if nothing takes P_i or P_{i+1} first. Only a merge (x, P_i) ranked
+# below r takes P_i, with x = P_{i-1} (pair i - 1) or a token made of P_j .. P_{i-1} by merges
+# ranked below r, the first of which merges a pair there now; x has at most reach_left[P_i] bytes,
+# so j >= i - reach_left[P_i]. So if no pair from i - reach_left[P_i] to i - 1 ranks below r, nor
+# any from i + 1 to i + reach_right[P_{i+1}] (the same, on the right), bpe merges pair i as it is.
+# Pairs of equal rank are the same pair: in a run x x x x bpe merges the 1st, 3rd, ... pair, unless
+# the run's first x is taken first. The leftmost lowest pair is always sure, so every round merges
+# something; a million random letters take about 15 rounds.
+def bpe_long(utf8: bytes, table: MergeTable) -> np.ndarray:
+    """``bpe`` for one long piece, its UTF-8 bytes in and its token ids out (int32), in rounds of
+    merges made at once; for merge tables learned in order (``table.in_order``), such as GPT-2's.
+
+    >>> bpe_long(b"a" * 10, FastTokenizer.gpt2().merge_table).tolist()  # "aaaa" "aaaa" "aa"
+    [24794, 24794, 7252]
+    """
+    byte = np.frombuffer(utf8, dtype=np.uint8)
+    ids = table.byte_ids[byte]  # [n] the parts, one per byte to begin with
+    ranks = table.byte_pair_ranks[(byte[:-1].astype(np.int32) << 8) | byte[1:]]  # [n - 1] of each pair
+    while True:
+        at = _sure_pairs(ids, ranks, table)  # [k] the pairs merged this round, left to right
+        if not at.size:
+            return ids
+        ids[at] = table.merged[ranks[at]]  # the left part becomes the merged token ...
+        ids = np.delete(ids, at + 1)  # ... and the right part goes
+        ranks = np.delete(ranks, at)
+        at -= np.arange(at.size, dtype=at.dtype)  # where the merged parts are now
+        # only the pairs on either side of a merged part have changed
+        changed = np.concatenate([at[at > 0] - 1, at[at < ids.size - 1]])
+        ranks[changed] = table.rank(ids[changed], ids[changed + 1])
+
+
+def _sure_pairs(ids: np.ndarray, ranks: np.ndarray, table: MergeTable) -> np.ndarray:
+    """The pairs ``bpe_long`` merges in one round (see above): those with no lower-ranked pair
+    within reach on either side, and in a run of one pair only the first, third, ... ."""
+    n_pairs = ranks.size
+    lowest = ranks < table.no_merge_rank  # [n_pairs] no lower-ranked neighbour: may be sure
+    lowest[1:] &= ranks[1:] <= ranks[:-1]
+    lowest[:-1] &= ranks[:-1] <= ranks[1:]
+    at = np.flatnonzero(lowest)  # [k] the pairs still in question
+    rank = ranks[at]
+    left, right = table.reach_left[ids[at]], table.reach_right[ids[at + 1]]  # [k] bytes, >= parts
+    pad = 1 + int(max(left.max(initial=0), right.max(initial=0)))
+    no_pair = np.full(pad, table.no_merge_rank, dtype=ranks.dtype)
+    padded = np.concatenate([no_pair, ranks, no_pair])  # [pad + n_pairs + pad] no index checks
+    sure = []
+    for d in count(2):
+        finished = (left < d) & (right < d)  # nothing further within reach: sure
+        sure.append(at[finished])
+        at, rank, left, right = at[~finished], rank[~finished], left[~finished], right[~finished]
+        if not at.size:
+            break
+        lower = (left >= d) & (padded[at + (pad - d)] < rank)  # pair at - d, on the left
+        lower |= (right >= d) & (padded[at + (pad + d)] < rank)  # pair at + d, on the right
+        at, rank, left, right = at[~lower], rank[~lower], left[~lower], right[~lower]
+    at = np.sort(np.concatenate(sure))
+    rank = ranks[at]
+    in_run = padded[at + (pad - 1)] == rank  # [k] the pair before has the same rank: a run
+    if in_run.any():  # sure if the run's first pair is, and it is 2, 4, ... pairs after that
+        # (a run's sure pairs are the pairs of one rank in a row in at, from its first on)
+        starts = np.flatnonzero((np.diff(at, prepend=-2) != 1) | (np.diff(rank, prepend=-1) != 0))
+        first = starts[np.searchsorted(starts, np.arange(at.size), side="right") - 1]  # [k] in at
+        at = at[~in_run[first] & ((at - at[first]) % 2 == 0)]
+    return at
+
+
 # ---------------------------------------------------------------------------------------------
 # Loading and decoding tables, faster
 
@@ -430,6 +516,7 @@ class FastTokenizer(Tokenizer):
     batch_min = 64  # from this many new words in one text, merge them all at once (bpe_rows)
     words_min = 4096  # a text of this many pieces first puts the vocabulary's words in the cache
     long_piece = 128  # a piece of more bytes than this is merged with bpe_heap
+    huge_piece = 4096  # and of more than this, with bpe_long, if the merges were learned in order
 
     def __init__(self, vocab: dict[str, int], merges: list[tuple[str, str]], *, name: str = "bpe"):
         super().__init__(vocab, merges, name=name)
@@ -526,13 +613,13 @@ class FastTokenizer(Tokenizer):
         """
         if len(pieces) < self.batch_min:
             for piece, slot in zip(pieces, slots):
-                slot += self._pack(self._encode_piece(piece))
+                slot += self._packed_piece(piece)
             return
         utf8 = list(map(str.encode, pieces))  # step 2, as bytes: bpe_flat maps bytes to tokens itself
         lengths = np.fromiter(map(len, utf8), dtype=np.int64, count=len(utf8))
         long = np.flatnonzero(lengths > self.long_piece).tolist()  # the rare pieces of hundreds of bytes
         for i in long:
-            utf8[i] = b"\0"  # a stand-in here: merged by bpe_heap, below
+            utf8[i] = b"\0"  # a stand-in here: merged one at a time, below (bpe_heap, bpe_long)
         ids, ends = bpe_flat(utf8, self.merge_table)  # steps 3-4 for all the others at once
         packed = ids.astype(self._id_type).tobytes()
         ends = (ends * self._id_type.itemsize).tolist()
@@ -540,7 +627,14 @@ class FastTokenizer(Tokenizer):
         for slot, start, end in zip(slots, [0, *ends[:-1]], ends):
             slot += packed[start:end]
         for i in long:
-            slots[i][:] = self._pack(self._encode_piece(pieces[i]))
+            slots[i][:] = self._packed_piece(pieces[i])
+
+    def _packed_piece(self, piece: str) -> bytes:
+        """Steps 2-4 for one pre-token, packed (``_pack``); one of many kilobytes by ``bpe_long``."""
+        utf8 = piece.encode("utf-8")
+        if len(utf8) > self.huge_piece and self.merge_table.in_order:
+            return bpe_long(utf8, self.merge_table).astype(self._id_type).tobytes()
+        return self._pack(self._encode_piece(piece))
 
     def _encode_piece(self, piece: str) -> tuple[int, ...]:
         """Steps 2-4 for one pre-token: " Zürich" -> (1168, 9116, 7527)."""
@@ -592,7 +686,6 @@ class FastTokenizer(Tokenizer):
         if "_id_type" not in state:  # (pickled before the cache packed its ids)
             self._id_type = _id_type(self.encoder)
         self._cache, self._cache_has_words, self._lock = None, False, threading.Lock()
-
 
 
 def _id_type(encoder: dict[str, int]) -> np.dtype:
