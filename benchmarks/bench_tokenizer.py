@@ -1,12 +1,13 @@
 """Encode throughput of npgpt's tokenizer against tiktoken and Hugging Face ``tokenizers``,
 and the time to load it.
 
-    python benchmarks/bench_tokenizer.py                 # multilingual mix (2 MB) + English + load
+    python benchmarks/bench_tokenizer.py                 # multilingual mix (2 MB) + English + worst cases + load
     python benchmarks/bench_tokenizer.py --mb 5 --repeat 7
     python benchmarks/bench_tokenizer.py --file some.txt
     python benchmarks/bench_tokenizer.py --profile       # cProfile of one cold npgpt encode
     python benchmarks/bench_tokenizer.py --steps         # a cold npgpt encode, step by step
     python benchmarks/bench_tokenizer.py --plain         # also npgpt without its NumPy merge path
+    python benchmarks/bench_tokenizer.py --worst-only    # only the worst cases (1 MB word, digits, 10 MB letters)
 
 All three run on one thread, in the same process, on the same text, taking turns (forwards,
 then backwards), best of ``--repeat`` runs (wall clock, or ``--clock cpu``), and must give the
@@ -23,6 +24,12 @@ same ids (checked; a mismatch is printed). MB = 10^6 bytes of UTF-8 input.
 
 The npgpt breakdown splits a cold run into: the regex alone (``pretokenize_fast``), the cache
 lookups (warm run minus the regex) and BPE for first-seen words (cold run minus warm run).
+
+"worst cases": texts that are one pre-token each, where BPE has the most to do: a 1 MB single word
+(``"a" * 10**6``), 1 MB of random digits, 10 MB of random letters without spaces. Each engine
+encodes each text in a fresh process (``--worst-runs`` times, in turns), so that its peak memory
+(``VmHWM``: the whole process, Python and the tokenizer's tables included) is its own; the
+best time and the highest peak count, and the ids must be the same (compared by a hash).
 
 "load" starts a fresh Python a few times and times ``import npgpt``, ``Tokenizer.gpt2()`` and the
 first encodes (of a sentence, then of some words the tokenizer has not seen): the cost of
@@ -175,9 +182,8 @@ LOAD_SCRIPT = """
 import json, time
 t0 = time.perf_counter()
 import npgpt
-from npgpt.tokenizer import Tokenizer
 t1 = time.perf_counter()
-tok = Tokenizer.gpt2()
+tok = npgpt.Tokenizer.gpt2()  # the fast engine, as every model loads it
 t2 = time.perf_counter()
 tok.encode("Hello world, this is the first encode.")
 t3 = time.perf_counter()
@@ -187,11 +193,68 @@ print(json.dumps([t1 - t0, t2 - t1, t3 - t2, t4 - t3]))
 """
 
 
+# The worst cases: (label, size in bytes, alphabet). Random bytes mapped onto the alphabet, so that
+# making the text takes no memory beyond the text itself (a list of ten million characters would).
+WORST_CASES = [
+    ('1 MB single word ("a" * 10**6)', 10**6, "a"),
+    ("1 MB of random digits", 10**6, "0123456789"),
+    ("10 MB of random letters, no spaces", 10**7, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ"),
+]
+
+WORST_SCRIPT = """
+import array, hashlib, json, random, resource, sys, tempfile, time
+def peak_rss():  # this process's own peak, in bytes: VmHWM is fresh after exec, while ru_maxrss
+    try:  # starts from the parent's resident size at the fork (Linux)
+        with open("/proc/self/status") as f:
+            return next(int(line.split()[1]) * 1024 for line in f if line.startswith("VmHWM:"))
+    except OSError:
+        return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+engine, size, alphabet = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if engine == "tiktoken":
+    from conftest_tokenizer_helpers import tiktoken_gpt2
+    with tempfile.TemporaryDirectory() as cache_dir:
+        encode = tiktoken_gpt2(cache_dir).encode_ordinary
+else:
+    import npgpt
+    encode = npgpt.Tokenizer.gpt2().encode_ordinary
+table = bytes(ord(alphabet[b % len(alphabet)]) for b in range(256))
+text = random.Random(0).randbytes(size).translate(table).decode("ascii")
+before = peak_rss()
+t0 = time.perf_counter()
+ids = encode(text)
+seconds = time.perf_counter() - t0
+peak = peak_rss()
+digest = hashlib.sha256(array.array("I", ids).tobytes()).hexdigest()  # (after the peak is read)
+print(json.dumps([seconds, peak, before, len(ids), digest]))
+"""
+
+
+def bench_worst(runs: int) -> None:
+    """The worst cases: each engine in a fresh process per text and run (time and peak memory its own)."""
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join([os.path.join(HERE, "..", "tests"), os.path.join(HERE, "..")]))
+    print(f"\n== worst cases: one pre-token each; a fresh process per engine, text and run ({runs} runs, in turns) ==")
+    print(f"{'':36s} {'engine':9s} {'seconds (best - worst)':>23s} {'peak MB':>8s} {'(before encode)':>16s}  ids")
+    for label, size, alphabet in WORST_CASES:
+        results = {"tiktoken": [], "npgpt": []}
+        for run in range(runs):
+            for engine in list(results) if run % 2 == 0 else list(results)[::-1]:
+                out = subprocess.check_output([sys.executable, "-c", WORST_SCRIPT, engine, str(size), alphabet], env=env)
+                results[engine].append(json.loads(out))
+        for engine, rows in results.items():
+            times, peak, before = [r[0] for r in rows], max(r[1] for r in rows), max(r[2] for r in rows)
+            print(f"{label if engine == 'tiktoken' else '':36s} {engine:9s} {min(times):11.2f} - {max(times):<9.2f} "
+                  f"{peak / 1e6:8.0f} {before / 1e6:16.0f}  {rows[0][3]:,}")
+        (t_tt, m_tt), (t_np, m_np) = [(min(r[0] for r in rows), max(r[1] for r in rows)) for rows in results.values()]
+        same = {r[4] for rows in results.values() for r in rows}
+        print(f"{'':36s} npgpt: {t_np / t_tt:.2f}x tiktoken's time, {m_np / m_tt:.2f}x its peak memory "
+              f"({'same ids' if len(same) == 1 else 'DIFFERENT ids'})")
+
+
 def bench_load(runs: int) -> None:
     """Fresh processes: import npgpt, Tokenizer.gpt2(), first encode, first encode of new words."""
     times = [json.loads(subprocess.check_output([sys.executable, "-c", LOAD_SCRIPT])) for _ in range(runs)]
     print(f"\n== load, {runs} fresh processes (min - max, seconds) ==")
-    labels = ["import npgpt +tok.", "Tokenizer.gpt2()", "first encode", "first new words", "all four"]
+    labels = ["import npgpt", "Tokenizer.gpt2()", "first encode", "first new words", "all four"]
     columns = list(zip(*times)) + [[sum(t) for t in times]]
     for label, column in zip(labels, columns):
         print(f"{label:20s} {min(column):6.3f} - {max(column):6.3f}")
@@ -208,7 +271,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--steps", action="store_true", help="time a cold npgpt encode step by step")
     parser.add_argument("--plain", action="store_true", help="also time npgpt without its NumPy merge path")
     parser.add_argument("--load-runs", type=int, default=5, help="fresh processes for the load times (0: skip)")
+    parser.add_argument("--worst-runs", type=int, default=3, help="fresh processes per engine for each worst case (0: skip)")
+    parser.add_argument("--worst-only", action="store_true", help="only the worst cases")
     args = parser.parse_args(argv)
+    if args.worst_only:
+        bench_worst(args.worst_runs)
+        return 0
 
     if args.file:
         with open(args.file, encoding="utf-8", errors="replace") as f:
@@ -219,7 +287,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"note: only {len(multi.encode()) / 1e6:.2f} MB of translations found in /usr/share/locale")
         texts = [("multilingual (gettext translations)", multi), ("English (pydoc topics)", english_text())]
 
-    tok = Tokenizer.gpt2()
+    tok = FastTokenizer.gpt2()  # (npgpt.tokenizer.Tokenizer.gpt2() would be the reference)
     with tempfile.TemporaryDirectory() as cache_dir:
         tiktoken_enc = tiktoken_gpt2(cache_dir)
     hf = hf_tokenizer()
@@ -236,6 +304,8 @@ def main(argv: list[str] | None = None) -> int:
             cold_steps(label, text, tok, args.repeat, CLOCKS[args.clock])
         else:
             bench_text(label, text, tok, tiktoken_enc, hf, args.repeat, CLOCKS[args.clock], args.plain)
+    if args.worst_runs and not (args.profile or args.steps or args.file):
+        bench_worst(args.worst_runs)
     if args.load_runs and not (args.profile or args.steps):
         bench_load(args.load_runs)
     return 0
