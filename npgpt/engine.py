@@ -3,8 +3,9 @@
 The forward pass: a call that wants to see or change activations (an activation cache to fill,
 hooks to run) gets the reference, ``npgpt/model.py``, which builds every intermediate; every other
 call gets the fast path, ``npgpt/fast/model.py``, which computes the same logits with less time
-and memory. The class (``npgpt/gpt2.py``), generation and training all call ``forward``; none of
-them chooses again.
+and memory: ``decode_step`` for one new token per row after a KV cache (generation's steps after
+the first), ``gpt2`` for the rest. The class (``npgpt/gpt2.py``), generation and training all call
+``forward``; none of them chooses again.
 
 The tokenizer: ``tokenizer_class()`` is ``FastTokenizer`` (``npgpt/fast/tokenizer.py``), the
 reference ``Tokenizer`` (``npgpt/tokenizer.py``) with faster paths and the same ids; it is what
@@ -38,6 +39,8 @@ def forward(ids: np.ndarray, params: dict, config: GPT2Config, *, attention_mask
         check_names(hooks or (), config.n_layer)
         return reference.gpt2(ids, params, config, attention_mask=attention_mask, kv_cache=kv_cache,
                               last_only=last_only, tap=Tap(hooks, cache))
+    if kv_cache is not None and ids.shape[1] == 1 and attention_mask is None:
+        return fast.decode_step(ids, params, config, kv_cache)  # last_only changes nothing for one position
     return fast.gpt2(ids, params, config, attention_mask=attention_mask, kv_cache=kv_cache, last_only=last_only)
 
 

@@ -13,6 +13,7 @@ import npgpt
 from npgpt import engine
 from npgpt import model as ref
 from npgpt.fast import model as fast
+from npgpt.generate import generate_ids
 from npgpt.kv_cache import KVCache
 
 
@@ -31,6 +32,20 @@ def padded_mask(batch, n_seq, pad):
     mask = np.ones((batch, n_seq), bool)
     mask[0, :pad] = False
     return mask
+
+
+def test_layer_norm_and_linear():
+    rng = np.random.default_rng(4)
+    x = randn(rng, 2, 5, 48, scale=3.0) + 7.0  # an offset: the mean must come out before the variance
+    weight, bias = randn(rng, 48), randn(rng, 48)
+    close(fast.layer_norm(x, weight, bias, eps=1e-5), ref.layer_norm(x, weight, bias, eps=1e-5), rtol=2e-6)
+    close(fast.layer_norm(x[0, 0], weight, bias), ref.layer_norm(x[0, 0], weight, bias), rtol=2e-6)  # one row, 1-D
+    w, b = randn(rng, 48, 20), randn(rng, 20)
+    close(fast.linear(x, w, b), ref.linear(x, w, b), rtol=1e-6)
+    close(fast.linear(x, w.astype(np.float16), b.astype(np.float16)), ref.linear(x, w.astype(np.float16), b.astype(np.float16)))
+    before = x.copy()
+    fast.layer_norm(x, weight, bias), fast.linear(x, w, b)
+    np.testing.assert_array_equal(x, before)  # inputs are never written
 
 
 def test_gelu_and_softmax():
@@ -112,3 +127,96 @@ def test_the_engine_sends_recording_and_hooks_to_the_reference(tiny_model, monke
     assert calls == ["fast", "reference", "reference"]
     with pytest.raises(npgpt.InputError, match="did you mean 'blocks.1.attn.z'"):
         tiny_model.logits(ids, hooks={"blocks.1.attn.zz": lambda z: z})
+
+
+@pytest.mark.parametrize("padded", [False, True])
+def test_attention_of_one_query_against_a_cache(padded):
+    rng = np.random.default_rng(5)
+    batch, n_head, n_kv, d_head = 3, 4, 11, 8
+    q = randn(rng, batch, n_head, d_head)
+    k, v = randn(rng, batch, n_head, n_kv, d_head), randn(rng, batch, n_head, n_kv, d_head)
+    past = padded_mask(batch, n_kv - 1, 4 if padded else 0)
+    mask = fast.padding_mask(past) if padded else None
+    full_mask = ref.causal_mask(np.concatenate([past, np.ones((batch, 1), bool)], axis=1), 1)  # [batch, 1, 1, n_kv]
+    if padded:
+        np.testing.assert_array_equal(mask, full_mask[:, :, 0])
+    expected = ref.merge_heads(ref.attention(q[:, :, None], k, v, full_mask))  # [batch, 1, n_embd]
+    close(fast.attend_one(q, k, v, mask), expected[:, 0])
+
+
+def as_float16(tree):
+    if isinstance(tree, dict):
+        return {k: as_float16(v) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [as_float16(v) for v in tree]
+    return tree.astype(np.float16)
+
+
+def decode_reference_and_fast(model, prompt, mask, steps, rng):
+    """Prefill both caches with the reference, then decode ``steps`` tokens per row with each path:
+    the logits of every step and both caches."""
+    params, config = model.params, model.config
+    kv_ref, kv_fast = KVCache(config, batch=len(prompt)), KVCache(config, batch=len(prompt))
+    for kv in (kv_ref, kv_fast):
+        ref.gpt2(prompt, params, config, attention_mask=mask, kv_cache=kv)
+    got, want = [], []
+    for _ in range(steps):
+        ids = rng.integers(0, config.n_vocab, (len(prompt), 1))
+        want.append(ref.gpt2(ids, params, config, kv_cache=kv_ref))
+        got.append(fast.decode_step(ids, params, config, kv_fast))
+    return np.stack(got), np.stack(want), kv_fast, kv_ref
+
+
+@pytest.mark.parametrize("batch, pad", [(1, 0), (3, 0), (3, 5)])
+def test_decode_step_equals_the_reference_step(tiny_model, batch, pad):
+    rng = np.random.default_rng(batch + pad)
+    prompt = rng.integers(0, tiny_model.config.n_vocab, (batch, 9))
+    mask = padded_mask(batch, 9, pad) if pad else None
+    got, want, kv_fast, kv_ref = decode_reference_and_fast(tiny_model, prompt, mask, 6, rng)
+    assert got.shape == want.shape == (6, batch, 1, tiny_model.config.n_vocab)
+    close(got, want)
+    assert kv_fast.length == kv_ref.length == 15
+    np.testing.assert_array_equal(kv_fast.mask, kv_ref.mask)
+    close(kv_fast.keys[:, :, :, :15], kv_ref.keys[:, :, :, :15])
+    close(kv_fast.values[:, :, :, :15], kv_ref.values[:, :, :, :15])
+
+
+def test_decode_step_with_float16_weights_and_a_one_token_prompt(tiny_model):
+    half = npgpt.GPT2(tiny_model.config, as_float16(tiny_model.params))
+    rng = np.random.default_rng(7)
+    got, want, _, _ = decode_reference_and_fast(half, rng.integers(0, 300, (2, 1)), None, 3, rng)
+    assert got.dtype == np.float32
+    close(got, want)
+
+
+def test_block_step_is_the_block_on_one_position(tiny_model):
+    config, block = tiny_model.config, tiny_model.params["h"][0]
+    rng = np.random.default_rng(8)
+    x = randn(rng, 2, 5, config.n_embd)
+    kv_ref, kv_fast = KVCache(config, batch=2), KVCache(config, batch=2)
+    mask = ref.causal_mask(np.ones((2, 5), bool), 5)
+    want = ref.transformer_block(x, **block, n_head=config.n_head, eps=1e-5, mask=mask, kv=kv_ref.layer(0))
+    kv_fast.extend(0, kv_ref.keys[0, :, :, :4], kv_ref.values[0, :, :, :4])
+    kv_fast.length = 4
+    row = x[:, 4].copy()
+    got = fast.block_step(row, **block, n_head=config.n_head, eps=1e-5, kv=kv_fast.layer(0))
+    close(got, want[:, 4])
+    np.testing.assert_array_equal(row, x[:, 4])  # the caller's rows are not written
+    close(kv_fast.keys[0, :, :, :5], kv_ref.keys[0, :, :, :5])
+
+
+def test_the_engine_sends_decode_steps_to_decode_step(tiny_model, monkeypatch):
+    calls = []
+    for name in ("gpt2", "decode_step"):
+        original = getattr(engine.fast, name)
+        monkeypatch.setattr(engine.fast, name, lambda *a, _f=original, _n=name, **k: calls.append(_n) or _f(*a, **k))
+    result = generate_ids(tiny_model, [1, 2, 3], max_new_tokens=4, temperature=0)
+    assert calls == ["gpt2", "decode_step", "decode_step", "decode_step"]
+    calls.clear()
+    tiny_model.run_with_cache([1, 2, 3])  # recording: the reference, whatever the shape
+    kv = tiny_model.new_kv_cache()
+    tiny_model.logits([[1, 2]], kv_cache=kv)
+    tiny_model.logits([[3]], kv_cache=kv)
+    tiny_model.logits([[4]], kv_cache=kv, hooks={"blocks.0.attn.z": lambda z: z})
+    assert calls == ["gpt2", "decode_step"]
+    assert len(result.completions[0].ids) == 4

@@ -12,7 +12,13 @@ What changes, and why it is faster:
                       and a block's scores stay in the CPU cache through the softmax
     last_only         the last block computes one query and one MLP row when only the last
                       position's logits are wanted (generation's prefill)
+    layer_norm        one new array (centred, then scaled and shifted in place) instead of six
     unembed           float16-held weights widened 8192 rows at a time, never a whole float32 copy
+    decode_step       one new token per row after a KV cache (generation's every step but the
+                      first): rows [batch, n_embd] instead of sequences, so each product reads its
+                      weight matrix once as a matrix-vector product; the query against the cache
+                      without splitting or merging heads; biases, residuals, GELU and softmax in
+                      place; the padding mask only when the cache holds padding
 
 Nothing is recorded and no hook runs here: ``npgpt/engine.py`` sends any call that wants to see
 or change activations to the reference.
@@ -25,7 +31,7 @@ import math
 import numpy as np
 
 from ..config import GPT2Config
-from ..model import causal_mask, embed, layer_norm, linear, merge_heads, pos_embed, positions, split_heads, token_masks
+from ..model import causal_mask, embed, merge_heads, pos_embed, positions, split_heads, token_masks
 
 ATTENTION_BLOCK = 128  # queries per block in causal_attention; longer prompts take that path
 UNEMBED_ROWS = 8192  # token rows of a float16 wte widened at a time
@@ -52,6 +58,23 @@ def softmax_(x: np.ndarray, axis: int = -1) -> np.ndarray:
     np.exp(x, out=x)
     x *= 1.0 / np.maximum(np.sum(x, axis=axis, keepdims=True), np.finfo(x.dtype).tiny)  # one division per row
     return x
+
+
+def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-5) -> np.ndarray:
+    """``model.layer_norm`` on one new array: x - mean, then divided, scaled and shifted in place."""
+    y = x - np.add.reduce(x, axis=-1, keepdims=True) / x.shape[-1]  # [..., n_embd], each row's mean 0
+    var = np.einsum("...i,...i->...", y, y)[..., None] / x.shape[-1]  # [..., 1], the biased variance
+    y /= np.sqrt(var + eps)
+    y *= weight
+    y += bias
+    return y
+
+
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
+    """``model.linear`` with the bias added in place to the product (float16 weights widened as there)."""
+    y = x @ weight.astype(x.dtype, copy=False)  # [..., n_in] -> [..., n_out]
+    y += bias
+    return y
 
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray) -> np.ndarray:
@@ -126,3 +149,49 @@ def gpt2(ids: np.ndarray, params: dict, config: GPT2Config, *, attention_mask=No
     if kv_cache is not None:
         kv_cache.advance(token_mask)
     return logits
+
+
+# ---- one new token per row: generation's decode step --------------------------------------------
+
+
+def padding_mask(past: np.ndarray) -> np.ndarray:
+    """The additive mask [batch, 1, n_past + 1] of one new token: -inf on the cache's padding,
+    0 on its real tokens and on the new token itself. past: bool [batch, n_past]."""
+    allowed = np.concatenate([past, np.ones((len(past), 1), dtype=bool)], axis=1)  # [batch, n_kv]
+    return np.where(allowed, np.float32(0.0), np.float32(-np.inf))[:, None, :]
+
+
+def attend_one(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask=None) -> np.ndarray:
+    """``attention`` for one query per row: q [batch, n_head, d_head] against k, v
+    [batch, n_head, n_kv, d_head]; mask [batch, 1, n_kv] or None. Returns z [batch, n_head * d_head]:
+    the heads side by side, as ``merge_heads`` lays them."""
+    scores = (k @ (q * (1.0 / math.sqrt(q.shape[-1])))[..., None])[..., 0]  # [batch, n_head, n_kv]
+    if mask is not None:
+        scores += mask
+    z = softmax_(scores)[..., None, :] @ v  # [batch, n_head, 1, n_kv] @ [.., n_kv, d_head] -> [batch, n_head, 1, d_head]
+    return z.reshape(len(q), -1)  # [batch, n_embd]
+
+
+def block_step(x, ln_1, attn, ln_2, mlp, *, n_head: int, eps: float, kv, mask=None) -> np.ndarray:
+    """``transformer_block`` for one new position per row: x [batch, n_embd] -> [batch, n_embd];
+    ``kv``, this layer's view of the KV cache, receives the new keys and values."""
+    qkv = linear(layer_norm(x, **ln_1, eps=eps), **attn["c_attn"])  # [batch, 3 * n_embd]
+    q, k, v = qkv.reshape(len(x), 3, n_head, -1).transpose(1, 0, 2, 3)  # 3 x [batch, n_head, d_head], views
+    keys, values = kv.extend(k[:, :, None], v[:, :, None])  # [batch, n_head, n_kv, d_head]
+    x = x + linear(attend_one(q, keys, values, mask), **attn["c_proj"])  # resid_mid, a new array: x is the caller's
+    x += linear(gelu(linear(layer_norm(x, **ln_2, eps=eps), **mlp["c_fc"])), **mlp["c_proj"])  # resid_post
+    return x
+
+
+def decode_step(ids: np.ndarray, params: dict, config: GPT2Config, kv_cache) -> np.ndarray:
+    """``gpt2(ids, params, config, kv_cache=kv_cache)`` for ids [batch, 1], one new token per row
+    after the cache's tokens: the same logits [batch, 1, n_vocab], and the cache extended."""
+    wte = params["wte"]["weight"]
+    past = kv_cache.mask[:, : kv_cache.length]  # [batch, n_past], False on padding
+    x = embed(ids[:, 0], wte) + pos_embed(past.sum(axis=1), params["wpe"]["weight"])  # [batch, n_embd]: at position = real tokens before it
+    mask = None if past.all() else padding_mask(past)  # [batch, 1, n_kv]
+    for layer, block in enumerate(params["h"]):
+        x = block_step(x, **block, n_head=config.n_head, eps=config.layer_norm_eps, kv=kv_cache.layer(layer), mask=mask)
+    logits = unembed(layer_norm(x, **params["ln_f"], eps=config.layer_norm_eps), wte)  # [batch, n_vocab]
+    kv_cache.advance(np.ones((len(ids), 1), dtype=bool))
+    return logits[:, None, :]  # [batch, 1, n_vocab]
