@@ -7,6 +7,7 @@ module, until the check is defined (the learner's unfinished stub after it is no
 
 from __future__ import annotations
 
+import functools
 import importlib.util
 import sys
 from pathlib import Path
@@ -34,7 +35,13 @@ def load_solution(path: Path):
 
 
 def notebook_checks(stem: str, names) -> dict:
-    """Run the notebook's code cells until every check in ``names`` is defined; return its namespace."""
+    """Run the notebook's code cells until every check in ``names`` is defined; return its namespace
+    (run once per notebook and check names: some notebooks train a model before their check)."""
+    return _notebook_checks(stem, tuple(names))
+
+
+@functools.lru_cache(maxsize=None)
+def _notebook_checks(stem: str, names: tuple) -> dict:
     source = (ROOT / "notebooks" / "src" / f"{stem}.py").read_text(encoding="utf-8")
     namespace: dict = {"__name__": f"notebook_{stem}"}
     for cell in cells_from_source(source):
@@ -48,11 +55,6 @@ def notebook_checks(stem: str, names) -> dict:
     missing = [name for name in names if name not in namespace]
     assert not missing, f"notebook {stem} defines no {missing}"
     return namespace
-
-
-@pytest.fixture(scope="module")
-def map_notebook():
-    return notebook_checks("00_the_map", ["check_block"])
 
 
 def test_there_are_solutions():
