@@ -12,6 +12,7 @@ import pytest
 import npgpt
 from npgpt import engine
 from npgpt import model as ref
+from npgpt.fast import blas
 from npgpt.fast import model as fast
 from npgpt.generate import generate_ids
 from npgpt.kv_cache import KVCache
@@ -220,3 +221,32 @@ def test_the_engine_sends_decode_steps_to_decode_step(tiny_model, monkeypatch):
     tiny_model.logits([[4]], kv_cache=kv, hooks={"blocks.0.attn.z": lambda z: z})
     assert calls == ["gpt2", "decode_step"]
     assert len(result.completions[0].ids) == 4
+
+
+def test_decode_steps_of_a_few_rows_run_on_one_blas_thread(tiny_model, monkeypatch):
+    seen, original = [], engine.fast.decode_step
+    monkeypatch.setattr(engine.fast, "decode_step", lambda *a, **k: seen.append(blas.num_threads()) or original(*a, **k))
+    before = blas.num_threads()
+    for rows in (1, engine.ONE_THREAD_ROWS, engine.ONE_THREAD_ROWS + 1):
+        kv = tiny_model.new_kv_cache(batch=rows)
+        tiny_model.logits(np.ones((rows, 3), int), kv_cache=kv)
+        tiny_model.logits(np.ones((rows, 1), int), kv_cache=kv)
+    assert blas.num_threads() == before
+    if before is not None:
+        assert seen == [1, 1, before]
+
+
+def test_blas_threads_are_restored_after_the_block(monkeypatch):
+    before = blas.num_threads()
+    if before is None:
+        pytest.skip("NumPy's BLAS here is not an OpenBLAS that npgpt can find")
+    with blas.threads(1):
+        assert blas.num_threads() == 1
+        np.ones((64, 64)) @ np.ones((64, 64))
+    assert blas.num_threads() == before
+    with pytest.raises(ZeroDivisionError), blas.threads(1):
+        1 / 0
+    assert blas.num_threads() == before
+    monkeypatch.setattr(blas, "_functions", ())  # no OpenBLAS found: the block runs unchanged
+    with blas.threads(1):
+        assert blas.num_threads() is None

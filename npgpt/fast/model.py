@@ -52,11 +52,11 @@ def gelu(x: np.ndarray) -> np.ndarray:
 
 def softmax_(x: np.ndarray, axis: int = -1) -> np.ndarray:
     """``model.softmax`` computed in x's own memory (x is overwritten and returned)."""
-    x_max = np.max(x, axis=axis, keepdims=True)
-    x_max[~np.isfinite(x_max)] = 0.0  # a fully masked row: exp(-inf - 0) = 0 everywhere
+    x_max = np.maximum.reduce(x, axis=axis, keepdims=True)
+    np.maximum(x_max, np.finfo(x.dtype).min, out=x_max)  # a fully masked row: exp(-inf - finite) = 0 everywhere
     x -= x_max
     np.exp(x, out=x)
-    x *= 1.0 / np.maximum(np.sum(x, axis=axis, keepdims=True), np.finfo(x.dtype).tiny)  # one division per row
+    x *= 1.0 / np.maximum(np.add.reduce(x, axis=axis, keepdims=True), np.finfo(x.dtype).tiny)  # one division per row
     return x
 
 
