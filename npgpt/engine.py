@@ -26,6 +26,7 @@ from .config import GPT2Config
 from .errors import InputError
 from .fast import blas
 from .fast import model as fast
+from .fast import patterns as fast_patterns
 
 ENGINES = ("fast", "reference")
 ONE_THREAD_ROWS = 4  # a decode step of at most this many rows runs on one BLAS thread (npgpt/fast/blas.py)
@@ -47,6 +48,17 @@ def forward(ids: np.ndarray, params: dict, config: GPT2Config, *, attention_mask
         with blas.threads(1) if len(ids) <= ONE_THREAD_ROWS else nullcontext():  # memory-bound: see blas.py
             return fast.decode_step(ids, params, config, kv_cache)
     return fast.gpt2(ids, params, config, attention_mask=attention_mask, kv_cache=kv_cache, last_only=last_only)
+
+
+def attention_patterns(ids: np.ndarray, params: dict, config: GPT2Config, *, hooks=None) -> list[np.ndarray]:
+    """Each layer's attention pattern [batch, n_head, n_seq, n_seq] for ids [batch, n_seq] (no
+    padding). The fast path (``npgpt/fast/patterns.py``) records the patterns alone; hooks run the
+    reference, which records every activation."""
+    if hooks:
+        cache = {}
+        forward(ids, params, config, hooks=hooks, cache=cache)
+        return [cache[f"blocks.{layer}.attn.pattern"] for layer in range(config.n_layer)]
+    return fast_patterns.attention_patterns(ids, params, config)
 
 
 def tokenizer_class(engine: str = "fast") -> type:

@@ -16,7 +16,7 @@ import numpy as np
 from .activations import ActivationCache, Hooks
 from .config import GPT2Config
 from .errors import InputError
-from .engine import forward
+from .engine import attention_patterns, forward
 from .kv_cache import KVCache
 from .model import compute_dtype
 
@@ -60,6 +60,13 @@ class GPT2:
             cache = ActivationCache({name: value[0] for name, value in cache.items()})
             logits = logits[0]
         return logits, cache
+
+    def attention_patterns(self, ids, hooks: Hooks | None = None) -> list[np.ndarray]:
+        """Each layer's attention pattern, ``run_with_cache(ids)[1]["pattern", l]`` for every l, computed
+        without recording anything else: [n_head, n_seq, n_seq] per layer ([batch, ...] for a batch)."""
+        batch_ids, _, squeeze = self._check(ids, None, None)
+        patterns = attention_patterns(batch_ids, self.params, self.config, hooks=hooks)
+        return [p[0] for p in patterns] if squeeze else patterns
 
     def generate(self, prompt_or_prompts, **settings):
         """Text generation; see ``npgpt.generate.generate`` for the settings."""

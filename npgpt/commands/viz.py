@@ -2,7 +2,8 @@
 
 Each view runs the model once on the text (``run_with_cache``), computes what it needs with
 ``npgpt.inspection`` and draws it with ``viz`` (PNG, SVG or PDF by the output's suffix; the
-``html`` view writes one self-contained HTML file).
+``html`` view writes one self-contained HTML file from ``model.attention_patterns``, which
+records the patterns alone).
 """
 
 from __future__ import annotations
@@ -108,7 +109,6 @@ def run(args: argparse.Namespace) -> int:
         title = f"positional embedding of {model.name or args.model}"
         return _save(viz, viz.positional_embedding_plot(inspection.positional_embedding(model), title=title), output, args)
     ids = _tokenize(model, read_prompt(args.text))
-    run = Run(args, model, ids, inspection.token_labels(model, ids), *model.run_with_cache(ids))
     if view == "html":
         layers = None
         if args.layers:
@@ -121,9 +121,11 @@ def run(args: argparse.Namespace) -> int:
                 raise InputError(f"--layers {args.layers}: this model has layers 0..{model.config.n_layer - 1}; "
                                  f"{'layer ' + str(bad[0]) + ' does not exist' if bad else 'give at least one'}")
             layers = numbers
-        path = viz.html.show_attention(run.cache, run.tokens, layers=layers).save(output)
+        patterns = model.attention_patterns(ids)  # the patterns alone: the view needs nothing else
+        path = viz.html.show_attention(patterns, inspection.token_labels(model, ids), layers=layers).save(output)
         print(f"wrote {path} ({path.stat().st_size / 1e6:.2f} MB, {len(ids)} tokens)", file=sys.stderr)
         return 0
+    run = Run(args, model, ids, inspection.token_labels(model, ids), *model.run_with_cache(ids))
     return _save(viz, DRAW[view](run, viz, inspection), output, args)
 
 
