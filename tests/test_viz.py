@@ -300,6 +300,55 @@ def test_html_view_embeds_the_quantised_causal_triangle(short):
     assert one["layers"] == [1] and len(base64.b64decode(one["data"])) == 4 * n * (n + 1) // 2
 
 
+def _encoded_plainly(patterns):
+    """What ``encode_patterns(patterns, compress=False)`` must return: every cell quantised, then the
+    causal triangle gathered when nothing outside it quantises to a non-zero byte."""
+    n_head, n_seq, n_kv = patterns[0].shape
+    rows, cols = np.tril_indices(n_seq, k=n_kv - n_seq, m=n_kv)
+    q = [viz.html.quantise(p) for p in patterns]
+    triangular = all(np.array_equal(x[:, rows, cols].sum(-1, dtype=np.int64), x.sum((1, 2), dtype=np.int64)) for x in q)
+    return b"".join((x[:, rows, cols] if triangular else x).tobytes() for x in q), triangular
+
+
+@pytest.mark.parametrize("n_seq, n_past, rows", [(1, 0, 64), (70, 0, 64), (130, 0, 64), (50, 9, 16), (33, 0, 1)])
+def test_encoded_patterns_equal_the_plain_encoding(n_seq, n_past, rows, monkeypatch):
+    """Blocked quantisation and parallel deflate give the bytes of the plain computation, for
+    triangles, a cached past, a weight just above and just below the quantisation's 0 outside
+    the triangle, and several layers (each one deflate chunk)."""
+    monkeypatch.setattr(viz.html, "QUANTISE_ROWS", rows)
+    rng = np.random.default_rng(n_seq + n_past)
+    n_kv = n_seq + n_past
+    s = rng.standard_normal((3, 4, n_seq, n_kv)).astype(np.float32) * 3
+    s = np.where(np.tri(n_seq, n_kv, n_past, dtype=bool), s, -np.inf)
+    patterns = np.exp(s - s.max(-1, keepdims=True))
+    patterns /= patterns.sum(-1, keepdims=True)
+    cases = [list(patterns)]
+    if n_seq > 1:
+        for weight in (np.float32(0.5 / 255), np.float32(0.51 / 255)):  # rint(0.5) is 0: still triangular
+            leaked = patterns.copy()
+            leaked[2, 1, n_seq // 2, -1] = weight
+            cases.append(list(leaked))
+    for case in cases:
+        expected, triangular = _encoded_plainly(case)
+        assert viz.html.encode_patterns(case, compress=False) == (expected, triangular)
+        data, flag = viz.html.encode_patterns(case)
+        assert flag == triangular and zlib.decompress(data) == expected
+    assert [_encoded_plainly(c)[1] for c in cases] == [True, True, False][: len(cases)]
+
+
+def test_deflate_is_one_zlib_stream():
+    rng = np.random.default_rng(0)
+    chunks = [rng.integers(0, 4, 100_000, dtype=np.uint8), b"", bytes(70_000), b"abc" * 20_000, rng.bytes(5)]
+    for parts in (chunks, chunks[:1], [b""], chunks[1:3]):
+        data = viz.html.deflate(parts)
+        assert zlib.decompress(data) == b"".join(bytes(p) for p in parts)
+        d = zlib.decompressobj()
+        d.decompress(data)
+        assert d.eof and not d.unused_data and data[:2] == b"\x78\x9c"  # one stream, nothing after it
+    whole = b"".join(bytes(p) for p in chunks)
+    assert len(viz.html.deflate(chunks)) <= 1.02 * len(zlib.compress(whole, 6)) + 64  # the cuts cost next to nothing
+
+
 def test_html_view_token_text_cannot_break_out_of_the_page():
     p = np.tril(np.ones((3, 3))) / np.arange(1, 4)[:, None]
     html = viz.attention_view(p[None, None], ["</script><script>alert(1)</script>", "<!--", "&amp;"])

@@ -242,3 +242,23 @@ def test_model_cache_view(browser, tmp_path):
         pg.assert_clean()
     finally:
         pg.close()
+
+
+def test_view_from_attention_patterns_decodes_every_layer(browser, tmp_path):
+    """``model.attention_patterns`` (the fast path ``npgpt viz html`` uses) into a view of 5 layers:
+    5 deflate chunks compressed in parallel, inflated by the browser as one stream."""
+    import npgpt
+
+    model = npgpt.random_model(npgpt.PRESETS["gpt2"].replace(n_layer=5, n_embd=64, n_head=4, n_ctx=300), seed=1)
+    ids = np.random.default_rng(1).integers(0, model.config.n_vocab, size=300)
+    patterns = np.stack(model.attention_patterns(ids))
+    path = viz.show_attention(list(patterns), [f" t{i}" for i in range(300)]).save(tmp_path / "fast.html")
+    pg = Page(browser)
+    try:
+        pg.open(path)
+        for layer, head in [(0, 0), (2, 3), (4, 1)]:
+            got = pg.page.evaluate(f"window.npgptAttention.select({layer}, {head}, 'lines')")
+            assert got["lines"] == expected_lines(patterns, layer, head)[0]
+        pg.assert_clean()
+    finally:
+        pg.close()

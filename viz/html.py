@@ -17,8 +17,8 @@ selector also offers the mean of all heads.
 How the data travels. Each head's pattern is quantised to one byte per weight
 (``round(255 * p)``, error at most 1/510; weights below 1/510 become 0), only the causal lower
 triangle is stored (a query's row stops at its own position), all heads are concatenated and
-deflate-compressed (``zlib``), then base64-encoded into a ``<script type="application/json">``
-block. The page inflates it with the browser's built-in ``DecompressionStream`` (Chrome 80,
+deflate-compressed (``zlib``; one layer per thread, joined into one stream by ``deflate``), then
+base64-encoded into a ``<script type="application/json">`` block. The page inflates it with the browser's built-in ``DecompressionStream`` (Chrome 80,
 Firefox 113, Safari 16.4 and later; pass ``compress=False`` for older browsers, at several times
 the size). A Content-Security-Policy meta tag forbids every network request, so the page is
 provably offline. Drawing is on ``<canvas>``, lines grouped into 16 strokes by weight, so a
@@ -44,6 +44,7 @@ import json
 import os
 import zlib
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -56,6 +57,7 @@ from .labels import display_labels
 __all__ = ["attention_view", "show_attention", "AttentionView", "quantise", "encode_patterns"]
 
 DEFAULT_THRESHOLD = 3  # quantised units (of 1/255): lines for weights >= ~1.2% are drawn at first
+QUANTISE_ROWS = 64  # query rows quantised at a time: a 12-head block of 1024 keys is 3 MB of float32
 
 
 def quantise(pattern: np.ndarray) -> np.ndarray:
@@ -98,22 +100,61 @@ def _patterns_of(source, layers) -> tuple[list[np.ndarray], list[int]]:
     return patterns, chosen
 
 
+def _triangle(pattern: np.ndarray, rows: int = QUANTISE_ROWS) -> np.ndarray | None:
+    """One layer's [n_head, n_seq, n_kv] pattern -> its quantised causal triangle [n_head, n_cells]
+    (row i: keys 0..n_past+i), or None when a weight outside the triangle does not quantise to 0.
+    ``rows`` query rows at a time, each only as far as its last key: half the work of quantising
+    everything, on blocks small enough to stay in the CPU cache."""
+    n_head, n_seq, n_kv = pattern.shape
+    n_past = n_kv - n_seq
+    out = np.empty((n_head, n_seq * n_past + n_seq * (n_seq + 1) // 2), dtype=np.uint8)
+    offset = 0
+    for start in range(0, n_seq, rows):
+        stop = min(start + rows, n_seq)
+        seen = n_past + stop  # keys 0 .. seen-1: all any row of this block keeps
+        if seen < n_kv and quantise(pattern[:, start:stop, seen:].max(keepdims=True)) > 0:  # quantise is monotonic
+            return None
+        block = quantise(pattern[:, start:stop, :seen])  # [n_head, stop - start, seen]
+        keep = np.tri(stop - start, seen, n_past + start, dtype=bool)  # row r keeps keys 0..n_past+start+r
+        if block[:, ~keep].any():
+            return None
+        cells = block[:, keep]  # [n_head, the block's cells], row by row
+        out[:, offset : offset + cells.shape[1]] = cells
+        offset += cells.shape[1]
+    return out
+
+
+def deflate(chunks, level: int = 6) -> bytes:
+    """``zlib.compress(b"".join(chunks), level)``'s format, the chunks compressed in parallel threads
+    (pigz's scheme): each chunk a run of raw deflate blocks ending on a byte boundary, primed with
+    the 32 kB before it so that matches across the cut are still found, the last one final; the
+    zlib header before them and the Adler-32 of all the data after. zlib runs without the GIL."""
+    chunks = [memoryview(c).cast("B") for c in chunks]
+
+    def one(i: int) -> bytes:
+        primer = {"zdict": chunks[i - 1][-32768:]} if i and len(chunks[i - 1]) else {}
+        z = zlib.compressobj(level, zlib.DEFLATED, -15, **primer)  # -15: raw deflate, no header
+        return z.compress(chunks[i]) + z.flush(zlib.Z_FINISH if i == len(chunks) - 1 else zlib.Z_SYNC_FLUSH)
+
+    with ThreadPoolExecutor(max_workers=max(1, min(len(chunks), os.cpu_count() or 1))) as pool:
+        body = list(pool.map(one, range(len(chunks))))
+    check = 1
+    for c in chunks:
+        check = zlib.adler32(c, check)
+    return b"\x78\x9c" + b"".join(body) + check.to_bytes(4, "big")
+
+
 def encode_patterns(patterns, compress: bool = True) -> tuple[bytes, bool]:
     """Per-layer [n_head, n_seq, n_kv] patterns -> the bytes the page decodes, and whether only the
     causal triangle was stored. Layout: layer-major, then head, then query rows; row i holds keys
     0..n_past+i (triangular) or all n_kv keys."""
-    n_head, n_seq, n_kv = patterns[0].shape
-    n_past = n_kv - n_seq
-    # Flat indices of the allowed (query, key) cells, row by row: the causal lower triangle.
-    rows, cols = np.tril_indices(n_seq, k=n_past, m=n_kv)
-    lower = rows * n_kv + cols
-    quantised = [quantise(p).reshape(n_head, n_seq * n_kv) for p in patterns]  # one layer at a time
-    triangular = all(int(q.sum(axis=1, dtype=np.int64).sum()) == int(q[:, lower].sum(dtype=np.int64)) for q in quantised)
-    chunks = [q[:, lower] if triangular else q for q in quantised]  # [n_head, n_cells] each
+    chunks = [_triangle(p) for p in patterns]  # one layer at a time, [n_head, n_cells] each
+    triangular = all(c is not None for c in chunks)
+    if not triangular:
+        chunks = [quantise(p) for p in patterns]  # [n_head, n_seq, n_kv] each
     if not compress:
         return b"".join(c.tobytes() for c in chunks), triangular
-    z = zlib.compressobj(6)
-    return b"".join([z.compress(c.tobytes()) for c in chunks] + [z.flush()]), triangular
+    return deflate([np.ascontiguousarray(c) for c in chunks] or [b""]), triangular
 
 
 def attention_view(patterns, tokens=None, *, keys=None, layers=None, title: str | None = None,
