@@ -124,6 +124,13 @@ def _triangle(pattern: np.ndarray, rows: int = QUANTISE_ROWS) -> np.ndarray | No
     return out
 
 
+def _in_threads(function, items) -> list:
+    """``[function(x) for x in items]`` on one thread per core: NumPy's loops and zlib run without the GIL."""
+    items = list(items)
+    with ThreadPoolExecutor(max_workers=max(1, min(len(items), os.cpu_count() or 1))) as pool:
+        return list(pool.map(function, items))
+
+
 def deflate(chunks, level: int = 6) -> bytes:
     """``zlib.compress(b"".join(chunks), level)``'s format, the chunks compressed in parallel threads
     (pigz's scheme): each chunk a run of raw deflate blocks ending on a byte boundary, primed with
@@ -136,8 +143,7 @@ def deflate(chunks, level: int = 6) -> bytes:
         z = zlib.compressobj(level, zlib.DEFLATED, -15, **primer)  # -15: raw deflate, no header
         return z.compress(chunks[i]) + z.flush(zlib.Z_FINISH if i == len(chunks) - 1 else zlib.Z_SYNC_FLUSH)
 
-    with ThreadPoolExecutor(max_workers=max(1, min(len(chunks), os.cpu_count() or 1))) as pool:
-        body = list(pool.map(one, range(len(chunks))))
+    body = _in_threads(one, range(len(chunks)))
     check = 1
     for c in chunks:
         check = zlib.adler32(c, check)
@@ -148,7 +154,7 @@ def encode_patterns(patterns, compress: bool = True) -> tuple[bytes, bool]:
     """Per-layer [n_head, n_seq, n_kv] patterns -> the bytes the page decodes, and whether only the
     causal triangle was stored. Layout: layer-major, then head, then query rows; row i holds keys
     0..n_past+i (triangular) or all n_kv keys."""
-    chunks = [_triangle(p) for p in patterns]  # one layer at a time, [n_head, n_cells] each
+    chunks = _in_threads(_triangle, patterns)  # one layer per thread, [n_head, n_cells] each
     triangular = all(c is not None for c in chunks)
     if not triangular:
         chunks = [quantise(p) for p in patterns]  # [n_head, n_seq, n_kv] each
