@@ -13,17 +13,20 @@ reaches into the model. ``npgpt.inspection`` computes (``inspection.logit_lens(m
 ``viz`` draws what it computed (``viz.logit_lens_heatmap(lens)``): the two never share a name.
 """
 
+import importlib
 import warnings
 
 from . import html
-from .diagrams import block_diagram, block_shapes
 from .html import AttentionView, attention_view, show_attention
 from .labels import display_labels, token_label
-from .plots import (
-    FORMATS, Figure, attention_flow_graph, copy_losses, attention_grid, attention_heatmap, entropy_heatmap, head_heatmap,
-    layer_patterns, logit_attribution, logit_lens_heatmap, mlp_activations, next_token_distribution,
-    positional_embedding_plot, residual_norm_heatmap, save,
-)
+
+# The matplotlib drawings are imported when first used (``viz.attention_heatmap``, ``viz.plots``),
+# so that ``import viz`` for the HTML view does not load matplotlib (half a second).
+LAZY = {name: "plots" for name in (
+    "FORMATS", "Figure", "attention_flow_graph", "copy_losses", "attention_grid", "attention_heatmap", "entropy_heatmap",
+    "head_heatmap", "layer_patterns", "logit_attribution", "logit_lens_heatmap", "mlp_activations",
+    "next_token_distribution", "positional_embedding_plot", "residual_norm_heatmap", "save",
+)} | {"block_diagram": "diagrams", "block_shapes": "diagrams"}
 
 __all__ = [
     "html", "block_diagram", "block_shapes", "AttentionView", "attention_view", "show_attention", "display_labels", "token_label",
@@ -44,5 +47,12 @@ RENAMED = {
 def __getattr__(name):
     if name in RENAMED:
         warnings.warn(f"viz.{name} is now viz.{RENAMED[name]}", DeprecationWarning, stacklevel=2)
-        return globals()[RENAMED[name]]
+        target = RENAMED[name]
+        return globals()[target] if target in globals() else __getattr__(target)
+    if name in ("plots", "diagrams"):
+        return importlib.import_module(f".{name}", __name__)
+    if name in LAZY:
+        value = getattr(importlib.import_module(f".{LAZY[name]}", __name__), name)
+        globals()[name] = value  # once imported, a plain attribute
+        return value
     raise AttributeError(f"module 'viz' has no attribute {name!r}")
