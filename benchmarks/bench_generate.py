@@ -26,8 +26,7 @@ warm-up. On a shared machine the figures are still noisy: re-run when it is quie
 The memory-bandwidth ceiling: a decode step must read every weight matrix once (and the KV
 cache), so no engine can decode faster than the memory bus delivers those bytes. npgpt's worker
 measures it on its own arrays: one matrix-vector product with each weight matrix in turn, the
-LM head included (the fastest way NumPy has to read them all once; the best of several sweeps,
-with all of NumPy's BLAS threads and with one),
+LM head included (the fastest way NumPy has to read them all once; the best of several sweeps),
 gives GB/s; divided by the bytes of one decode step after n tokens (weights + KV cache) it is the
 ceiling in tok/s, and the decode rate is printed as a fraction of it.
 
@@ -180,21 +179,16 @@ def weight_matrices(params: dict) -> list[np.ndarray]:
 
 def bandwidth(params: dict, sweeps: int = 7) -> dict:
     """Memory bandwidth as a decode step can use it: one matrix-vector product with each weight
-    matrix in turn (the LM head as wte @ x), the best of ``sweeps`` with all of NumPy's BLAS
-    threads and of ``sweeps`` with one; bytes and GB/s."""
-    from npgpt.fast import blas
-
+    matrix in turn (the LM head as wte @ x), the best of ``sweeps``; bytes and GB/s."""
     matrices = weight_matrices(params)
     vectors = [np.ones(m.shape[1] if m is matrices[-1] else m.shape[0], np.float32) for m in matrices]
     best = float("inf")
-    for n_threads in (blas.num_threads() or 1, 1):
-        with blas.threads(n_threads):
-            for _ in range(sweeps):
-                start = time.perf_counter()
-                for m, x in zip(matrices[:-1], vectors):
-                    x @ m  # [n_in] @ [n_in, n_out]: the products of a decode step with one row
-                matrices[-1] @ vectors[-1]  # [n_vocab, n_embd] @ [n_embd]: the LM head
-                best = min(best, time.perf_counter() - start)
+    for _ in range(sweeps):
+        start = time.perf_counter()
+        for m, x in zip(matrices[:-1], vectors):
+            x @ m  # [n_in] @ [n_in, n_out]: the products of a decode step with one row
+        matrices[-1] @ vectors[-1]  # [n_vocab, n_embd] @ [n_embd]: the LM head
+        best = min(best, time.perf_counter() - start)
     n_bytes = sum(m.nbytes for m in matrices)
     return {"bytes": n_bytes, "gb_per_s": n_bytes / best / 1e9}
 

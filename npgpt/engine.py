@@ -4,8 +4,8 @@ The forward pass: a call that wants to see or change activations (an activation 
 hooks to run) gets the reference, ``npgpt/model.py``, which builds every intermediate; every other
 call gets the fast path, ``npgpt/fast/model.py``, which computes the same logits with less time
 and memory: ``decode_step`` for one new token per row after a KV cache (generation's steps after
-the first; one BLAS thread for a few rows, ``npgpt/fast/blas.py``), ``gpt2`` for the rest. The class
-(``npgpt/gpt2.py``), generation and training all call ``forward``; none of them chooses again.
+the first), ``gpt2`` for the rest. The class (``npgpt/gpt2.py``), generation and training all call
+``forward``; none of them chooses again.
 
 The tokenizer: ``tokenizer_class()`` is ``FastTokenizer`` (``npgpt/fast/tokenizer.py``), the
 reference ``Tokenizer`` (``npgpt/tokenizer.py``) with faster paths and the same ids; it is what
@@ -16,20 +16,16 @@ reference; a reference module never imports a fast one.
 
 from __future__ import annotations
 
-from contextlib import nullcontext
-
 import numpy as np
 
 from . import model as reference
 from .activations import Tap, check_names
 from .config import GPT2Config
 from .errors import InputError
-from .fast import blas
 from .fast import model as fast
 from .fast import patterns as fast_patterns
 
 ENGINES = ("fast", "reference")
-ONE_THREAD_ROWS = 4  # a decode step of at most this many rows runs on one BLAS thread (npgpt/fast/blas.py)
 
 
 def forward(ids: np.ndarray, params: dict, config: GPT2Config, *, attention_mask=None, kv_cache=None,
@@ -45,8 +41,7 @@ def forward(ids: np.ndarray, params: dict, config: GPT2Config, *, attention_mask
         return reference.gpt2(ids, params, config, attention_mask=attention_mask, kv_cache=kv_cache,
                               last_only=last_only, tap=Tap(hooks, cache))
     if kv_cache is not None and ids.shape[1] == 1 and attention_mask is None:  # last_only changes nothing here
-        with blas.threads(1) if len(ids) <= ONE_THREAD_ROWS else nullcontext():  # memory-bound: see blas.py
-            return fast.decode_step(ids, params, config, kv_cache)
+        return fast.decode_step(ids, params, config, kv_cache)
     return fast.gpt2(ids, params, config, attention_mask=attention_mask, kv_cache=kv_cache, last_only=last_only)
 
 

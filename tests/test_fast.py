@@ -12,7 +12,6 @@ import pytest
 import npgpt
 from npgpt import engine
 from npgpt import model as ref
-from npgpt.fast import blas
 from npgpt.fast import model as fast
 from npgpt.generate import generate_ids
 from npgpt.kv_cache import KVCache
@@ -62,18 +61,21 @@ def test_gelu_and_softmax():
     assert np.all(got[0, 0, 2] == 0)
 
 
-@pytest.mark.parametrize("n_past, n_seq", [(0, 9), (5, 4), (0, 300)])
-def test_attention_and_mha_with_a_cache_past_and_padding(n_past, n_seq):
+@pytest.mark.parametrize("n_past, n_seq, pad", [(0, 9, 3), (5, 4, 3), (0, 300, 3), (0, 9, 0), (5, 11, 0), (7, 300, 0)])
+def test_attention_and_mha_with_a_cache_past_and_padding(n_past, n_seq, pad):
     rng = np.random.default_rng(n_seq)
     batch, n_head, d_head = 2, 4, 8
     n_embd = n_head * d_head
-    full = padded_mask(batch, n_past + n_seq, 3)
+    full = padded_mask(batch, n_past + n_seq, pad)
     mask = ref.causal_mask(full, n_seq)
     q = randn(rng, batch, n_head, n_seq, d_head)
     k, v = randn(rng, batch, n_head, n_past + n_seq, d_head), randn(rng, batch, n_head, n_past + n_seq, d_head)
     expected = ref.attention(q, k, v, mask)
     close(fast.attention(q, k, v, mask), expected)
     close(fast.causal_attention(q, k, v, mask, block=4), expected)
+    close(fast.causal_attention(q, k, v, mask, block=5), expected)  # the last block shorter than the others
+    if not pad:  # no padding: a mask of the last n_seq keys alone, every earlier key visible
+        close(fast.attention(q, k, v, mask[..., n_past:]), expected)
     p = {"c_attn": {"weight": randn(rng, n_embd, 3 * n_embd, scale=0.3), "bias": randn(rng, 3 * n_embd, scale=0.1)},
          "c_proj": {"weight": randn(rng, n_embd, n_embd, scale=0.2), "bias": randn(rng, n_embd, scale=0.1)}}
     x = randn(rng, batch, n_seq, n_embd)
@@ -222,31 +224,3 @@ def test_the_engine_sends_decode_steps_to_decode_step(tiny_model, monkeypatch):
     assert calls == ["gpt2", "decode_step"]
     assert len(result.completions[0].ids) == 4
 
-
-def test_decode_steps_of_a_few_rows_run_on_one_blas_thread(tiny_model, monkeypatch):
-    seen, original = [], engine.fast.decode_step
-    monkeypatch.setattr(engine.fast, "decode_step", lambda *a, **k: seen.append(blas.num_threads()) or original(*a, **k))
-    before = blas.num_threads()
-    for rows in (1, engine.ONE_THREAD_ROWS, engine.ONE_THREAD_ROWS + 1):
-        kv = tiny_model.new_kv_cache(batch=rows)
-        tiny_model.logits(np.ones((rows, 3), int), kv_cache=kv)
-        tiny_model.logits(np.ones((rows, 1), int), kv_cache=kv)
-    assert blas.num_threads() == before
-    if before is not None:
-        assert seen == [1, 1, before]
-
-
-def test_blas_threads_are_restored_after_the_block(monkeypatch):
-    before = blas.num_threads()
-    if before is None:
-        pytest.skip("NumPy's BLAS here is not an OpenBLAS that npgpt can find")
-    with blas.threads(1):
-        assert blas.num_threads() == 1
-        np.ones((64, 64)) @ np.ones((64, 64))
-    assert blas.num_threads() == before
-    with pytest.raises(ZeroDivisionError), blas.threads(1):
-        1 / 0
-    assert blas.num_threads() == before
-    monkeypatch.setattr(blas, "_functions", ())  # no OpenBLAS found: the block runs unchanged
-    with blas.threads(1):
-        assert blas.num_threads() is None

@@ -50,13 +50,20 @@ def gelu(x: np.ndarray) -> np.ndarray:
     return np.divide(x, t, out=t)  # x * sigmoid(2u)
 
 
-def softmax_(x: np.ndarray, axis: int = -1) -> np.ndarray:
-    """``model.softmax`` computed in x's own memory (x is overwritten and returned)."""
+def exp_rows_(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """exp(x - max(x)) along ``axis``, in x's own memory (x is overwritten); returns the sums
+    along ``axis`` (kept as an axis of size 1), at least the smallest normal float: ``softmax_``
+    without its last division, for a caller that divides later on a smaller array."""
     x_max = np.maximum.reduce(x, axis=axis, keepdims=True)
     np.maximum(x_max, np.finfo(x.dtype).min, out=x_max)  # a fully masked row: exp(-inf - finite) = 0 everywhere
     x -= x_max
     np.exp(x, out=x)
-    x *= 1.0 / np.maximum(np.add.reduce(x, axis=axis, keepdims=True), np.finfo(x.dtype).tiny)  # one division per row
+    return np.maximum(np.add.reduce(x, axis=axis, keepdims=True), np.finfo(x.dtype).tiny)
+
+
+def softmax_(x: np.ndarray, axis: int = -1) -> np.ndarray:
+    """``model.softmax`` computed in x's own memory (x is overwritten and returned)."""
+    x *= 1.0 / exp_rows_(x, axis)  # one division per row
     return x
 
 
@@ -79,22 +86,32 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
 
 def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray) -> np.ndarray:
     """``model.attention``: (Q / sqrt(d_head)) K^T is the same number as Q K^T / sqrt(d_head), and
-    q is n_kv / d_head times smaller than the scores; the softmax runs in the scores' memory."""
+    q is n_kv / d_head times smaller than the scores; the softmax runs in the scores' memory, and
+    its division by each row's sum comes after the product with V, on [n_seq, d_head] numbers
+    instead of [n_seq, n_kv]. ``mask`` may cover only the last keys ([..., n_seq, m], m < n_kv)
+    when every earlier key is visible to every query."""
     scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.swapaxes(-1, -2)  # [batch, n_head, n_seq, n_kv]
-    scores += mask
-    return softmax_(scores) @ v  # [batch, n_head, n_seq, d_head]
+    scores[..., scores.shape[-1] - mask.shape[-1] :] += mask
+    sums = exp_rows_(scores)  # [batch, n_head, n_seq, 1]
+    z = scores @ v  # [batch, n_head, n_seq, d_head], before the division
+    z /= sums
+    return z
 
 
 def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, block: int = ATTENTION_BLOCK) -> np.ndarray:
     """``attention`` for ``block`` queries at a time, each block against the keys up to its last
-    query only (shapes as ``attention``; k and v hold the cached past first)."""
+    query only (shapes as ``attention``; k and v hold the cached past first). Without padding,
+    the keys before a block's first query are visible to all of it: only the block's own square
+    of the mask is added."""
     n_seq, n_kv = q.shape[2], k.shape[2]
     n_past = n_kv - n_seq
+    padded = bool(np.isneginf(mask[:, :, -1]).any())  # a key the last query cannot see is padding
     z = np.empty(q.shape, dtype=np.result_type(q, v))  # [batch, n_head, n_seq, d_head]
     for start in range(0, n_seq, block):
         stop = min(start + block, n_seq)
         seen = n_past + stop  # keys 0 .. seen-1: all any query of this block may look at
-        z[:, :, start:stop] = attention(q[:, :, start:stop], k[:, :, :seen], v[:, :, :seen], mask[:, :, start:stop, :seen])
+        block_mask = mask[:, :, start:stop, : seen] if padded else mask[:, :, start:stop, n_past + start : seen]
+        z[:, :, start:stop] = attention(q[:, :, start:stop], k[:, :, :seen], v[:, :, :seen], block_mask)
     return z
 
 
@@ -168,7 +185,9 @@ def attend_one(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask=None) -> np.nda
     scores = (k @ (q * (1.0 / math.sqrt(q.shape[-1])))[..., None])[..., 0]  # [batch, n_head, n_kv]
     if mask is not None:
         scores += mask
-    z = softmax_(scores)[..., None, :] @ v  # [batch, n_head, 1, n_kv] @ [.., n_kv, d_head] -> [batch, n_head, 1, d_head]
+    sums = exp_rows_(scores)  # [batch, n_head, 1]; the softmax's division comes after the product with V
+    z = scores[..., None, :] @ v  # [batch, n_head, 1, n_kv] @ [.., n_kv, d_head] -> [batch, n_head, 1, d_head]
+    z /= sums[..., None]
     return z.reshape(len(q), -1)  # [batch, n_embd]
 
 
