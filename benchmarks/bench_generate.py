@@ -338,6 +338,7 @@ def compare(args, new_tokens: int, runs: int) -> int:
     import npgpt
 
     n_threads, blas = blas_threads()
+    load_before = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     from importlib.metadata import PackageNotFoundError, version
 
     versions = {"ctranslate2": "", "torch": ""}
@@ -361,6 +362,8 @@ def compare(args, new_tokens: int, runs: int) -> int:
               f"each engine in its own process, {args.rounds} processes each, "
               f"alternating; median of {runs * args.rounds} runs, {new_tokens} new tokens per run", flush=True)
         results = run_rounds(args, folders, new_tokens, runs)
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"\nload average (1 min) before the run {load_before:.2f}, after it {load:.2f} (other jobs on the machine)")
     report(results, args.prompt_lengths, kv_bytes_per_token=2 * config.n_layer * config.n_embd * 4, new_tokens=new_tokens)
     return 0
 
