@@ -267,7 +267,7 @@ def sinusoidal_positions(n_pos: int, d: int) -> np.ndarray:
 
 
 def random_params(config: GPT2Config | str, seed: int | np.random.Generator = 0, dtype=np.float32,
-                  position_init: str = "normal") -> dict:
+                  position_init: str = "normal", init_std: float = 0.02) -> dict:
     """Parameters drawn as GPT-2 initialises them: N(0, 0.02) weights, zero biases, unit layer norms.
 
     The output projections of each block (``attn.c_proj``, ``mlp.c_proj``) are scaled by
@@ -275,15 +275,23 @@ def random_params(config: GPT2Config | str, seed: int | np.random.Generator = 0,
     with depth. ``position_init="sinusoidal"`` starts the learned ``wpe`` from
     ``sinusoidal_positions`` scaled to the token embeddings' size (root mean square 0.02) instead
     of N(0, 0.01): still learned, but able to tell neighbouring positions apart from step 0.
+
+    ``init_std`` replaces GPT-2's 0.02 for every weight drawn from a normal (the output projections
+    keep their 1/sqrt(2 * n_layer) factor; positions drawn from N(0, init_std / 2)). 0.02 was chosen
+    for 768-wide models: in a 64- or 128-wide one, queries and keys start so small that every head
+    attends evenly and the gradient that would sharpen it is tiny, which lengthens the plateau
+    before heads (induction heads above all) form. About 1/sqrt(n_embd) shortens it.
     """
+    if not (isinstance(init_std, (int, float)) and math.isfinite(init_std) and init_std > 0):
+        raise ValueError(f"init_std must be a positive number (GPT-2 uses 0.02), got {init_std!r}")
     if position_init not in POSITION_INITS:
         raise ValueError(f"position_init must be one of {', '.join(POSITION_INITS)}, got {position_init!r}")
     config = get_config(config)
     rng = seed if isinstance(seed, np.random.Generator) else np.random.default_rng(seed)
     n_embd, d_mlp = config.n_embd, config.d_mlp
-    proj_std = 0.02 / np.sqrt(2 * config.n_layer)
+    proj_std = init_std / np.sqrt(2 * config.n_layer)
 
-    def normal(shape, std=0.02):
+    def normal(shape, std=init_std):
         return (rng.standard_normal(shape, dtype=np.float32) * np.float32(std)).astype(dtype)
 
     def ln():
@@ -291,8 +299,8 @@ def random_params(config: GPT2Config | str, seed: int | np.random.Generator = 0,
 
     return {
         "wte": {"weight": normal((config.n_vocab, n_embd))},
-        "wpe": {"weight": normal((config.n_ctx, n_embd), 0.01) if position_init == "normal"
-                else (0.02 * math.sqrt(2) * sinusoidal_positions(config.n_ctx, n_embd)).astype(dtype)},
+        "wpe": {"weight": normal((config.n_ctx, n_embd), init_std / 2) if position_init == "normal"
+                else (init_std * math.sqrt(2) * sinusoidal_positions(config.n_ctx, n_embd)).astype(dtype)},
         "h": [
             {
                 "ln_1": ln(),

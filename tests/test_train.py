@@ -152,6 +152,28 @@ def test_sinusoidal_position_init_starts_wpe_from_the_original_encoding(text_fil
     assert start and not np.array_equal(run.model.params["wpe"]["weight"], wpe)
 
 
+def test_init_std_scales_every_initial_weight(text_file, tmp_path):
+    from npgpt.model import random_params
+
+    base, wide = random_params(TINY, seed=3), random_params(TINY, seed=3, init_std=0.1)
+    flat_base, flat_wide = flatten(base), flatten(wide)
+    for name, value in flat_base.items():  # the same draws, 5x as large; layer norms and biases unchanged
+        expected = value if name.endswith(("ln_1.weight", "ln_2.weight", "ln_f.weight")) or name.endswith("bias") else 5 * value
+        assert np.allclose(flat_wide[name], expected, rtol=1e-6, atol=1e-7), name
+    block = wide["h"][0]
+    assert abs(block["attn"]["c_attn"]["weight"].std() - 0.1) < 0.01
+    assert abs(block["attn"]["c_proj"]["weight"].std() - 0.1 / np.sqrt(2 * TINY.n_layer)) < 0.01
+    for bad in (0, -0.02, float("nan")):
+        with pytest.raises(ValueError, match="init_std"):
+            random_params(TINY, init_std=bad)
+        with pytest.raises(npgpt.errors.ConfigError, match="init_std"):
+            TrainSettings(init_std=bad)
+    run = pretrain(text_file, tmp_path / "w", config=TINY, stream=io.StringIO(),
+                   settings=QUICK.replace(steps=1, eval_interval=1, sample_interval=0, init_std=0.1))
+    assert json.loads((tmp_path / "w" / "train_log.json").read_text())["settings"]["init_std"] == 0.1
+    assert run.model.params["h"][0]["attn"]["c_attn"]["weight"].std() > 0.05  # started from 0.1, not 0.02
+
+
 def test_evaluate_predicts_every_token_once(tiny_model):
     ids = np.random.default_rng(1).integers(0, tiny_model.config.n_vocab, 23).astype(np.int32)
     total, count = evaluate(tiny_model.params, tiny_model.config, ids, n_seq=8, batch_size=2)

@@ -272,7 +272,8 @@ def pretrain(data_path: str | os.PathLike, out: str | os.PathLike, *, config: GP
     data = encode_dataset(text, tokenizer, settings.val_fraction)
     log(f"data: {len(data.train_ids):,} training tokens, {len(data.val_ids):,} validation tokens "
         f"({data.val_chars_per_token:.2f} characters per token)")
-    params = random_params(config, seed=settings.seed, position_init=settings.position_init)
+    params = random_params(config, seed=settings.seed, position_init=settings.position_init,
+                           init_std=settings.init_std)
     model = GPT2(config=config, params=params, tokenizer=tokenizer, name=Path(out).name)
     log(f"model: {model!r}")
     return train(model, data, settings, out=out, checkpoint=checkpoint, stream=stream, on_step=on_step,

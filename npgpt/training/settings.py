@@ -44,6 +44,8 @@ class TrainSettings:
     position_init       how the learned position embeddings start: "normal" (GPT-2's N(0, 0.01))
                         or "sinusoidal" (the original Transformer's encoding, then learned), with
                         which previous-token heads, and so induction heads, form sooner
+    init_std            standard deviation of the initial weights (GPT-2: 0.02, chosen for 768
+                        wide models; about 1/sqrt(n_embd) lets a small model's heads form sooner)
     ==================  =====================================================================
     """
 
@@ -67,6 +69,7 @@ class TrainSettings:
     dropout: float = 0.0
     repeat_fraction: float = 0.0
     position_init: str = "normal"
+    init_std: float = 0.02
 
     def __post_init__(self):
         positive = ["steps", "batch_size", "eval_interval"]
@@ -82,7 +85,7 @@ class TrainSettings:
             raise ConfigError(f"n_seq must be a positive integer or None, got {self.n_seq!r}")
         if self.eval_tokens is not None and (not isinstance(self.eval_tokens, int) or self.eval_tokens < 1):
             raise ConfigError(f"eval_tokens must be a positive integer or None, got {self.eval_tokens!r}")
-        for name in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "grad_clip", "val_fraction", "dropout", "repeat_fraction"):
+        for name in ("lr", "min_lr", "weight_decay", "beta1", "beta2", "grad_clip", "val_fraction", "dropout", "repeat_fraction", "init_std"):
             value = getattr(self, name)
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value):
                 raise ConfigError(f"{name} must be a finite number, got {value!r}")
@@ -98,6 +101,8 @@ class TrainSettings:
             raise ConfigError(f"dropout must be in [0, 1) (e.g. 0.1), got {self.dropout}")
         if self.position_init not in ("normal", "sinusoidal"):
             raise ConfigError(f"position_init must be 'normal' or 'sinusoidal', got {self.position_init!r}")
+        if not self.init_std > 0:
+            raise ConfigError(f"init_std must be > 0 (GPT-2 uses 0.02), got {self.init_std}")
         if not 0 <= self.repeat_fraction <= 1:
             raise ConfigError(f"repeat_fraction must be in [0, 1], got {self.repeat_fraction}")
 
