@@ -4,7 +4,8 @@ The forward pass: a call that wants to see or change activations (an activation 
 hooks to run) gets the reference, ``npgpt/model.py``, which builds every intermediate; every other
 call gets the fast path, ``npgpt/fast/model.py``, which computes the same logits with less time
 and memory: ``decode_step`` for one new token per row after a KV cache (generation's steps after
-the first), ``gpt2`` for the rest. The class (``npgpt/gpt2.py``), generation and training all call
+the first; its first call lays the blocks' weight matrices out column-major, in place, for faster
+matrix-vector products: ``npgpt/fast/layout.py``), ``gpt2`` for the rest. The class (``npgpt/gpt2.py``), generation and training all call
 ``forward``; none of them chooses again.
 
 The tokenizer: ``tokenizer_class()`` is ``FastTokenizer`` (``npgpt/fast/tokenizer.py``), the
@@ -22,6 +23,7 @@ from . import model as reference
 from .activations import Tap, check_names
 from .config import GPT2Config
 from .errors import InputError
+from .fast import layout as fast_layout
 from .fast import model as fast
 from .fast import patterns as fast_patterns
 
@@ -41,7 +43,7 @@ def forward(ids: np.ndarray, params: dict, config: GPT2Config, *, attention_mask
         return reference.gpt2(ids, params, config, attention_mask=attention_mask, kv_cache=kv_cache,
                               last_only=last_only, tap=Tap(hooks, cache))
     if kv_cache is not None and ids.shape[1] == 1 and attention_mask is None:  # last_only changes nothing here
-        return fast.decode_step(ids, params, config, kv_cache)
+        return fast.decode_step(ids, fast_layout.for_decode(params), config, kv_cache)
     return fast.gpt2(ids, params, config, attention_mask=attention_mask, kv_cache=kv_cache, last_only=last_only)
 
 
