@@ -1,0 +1,105 @@
+"""Where a gpt2-shaped prefill's and decode step's time goes, on random weights (no peers).
+
+    python benchmarks/profile_generate.py                    # gpt2, a 512-token prefill, a decode step after 512
+    python benchmarks/profile_generate.py --model-size gpt2-medium --tokens 128
+
+Prefill: the whole ``fast.gpt2`` call (last position only, KV cache filled) and the time inside
+its parts (``linear`` = the matrix products and their biases, ``causal_attention``, ``gelu``,
+``layer_norm``). Decode: one ``fast.decode_step`` on the checkpoint's row-major matrices and on the
+column-major ones ``npgpt/fast/layout.py`` makes, against a bare sweep of matrix-vector products
+over the same matrices (what the step cannot beat). Best of several runs each.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import copy
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+import npgpt  # noqa: E402
+from npgpt.fast import layout  # noqa: E402
+from npgpt.fast import model as fast  # noqa: E402
+from npgpt.kv_cache import KVCache  # noqa: E402
+
+
+def best_ms(fn, reps: int = 5, inner: int = 1) -> float:
+    times = []
+    for _ in range(reps):
+        start = time.perf_counter()
+        for _ in range(inner):
+            fn()
+        times.append((time.perf_counter() - start) / inner)
+    return min(times) * 1e3
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model-size", default="gpt2", choices=sorted(npgpt.PRESETS))
+    parser.add_argument("--tokens", type=int, default=512, help="prompt length (default 512)")
+    args = parser.parse_args(argv)
+    config = npgpt.PRESETS[args.model_size]
+    params = npgpt.random_params(config, seed=0)
+    ids = np.random.default_rng(0).integers(0, config.n_vocab, (1, args.tokens))
+
+    spent = collections.Counter()
+    originals = {name: getattr(fast, name) for name in ("linear", "causal_attention", "gelu", "layer_norm")}
+
+    def timed(name):
+        def wrapper(*a, **k):
+            start = time.perf_counter()
+            out = originals[name](*a, **k)
+            spent[name] += time.perf_counter() - start
+            return out
+        return wrapper
+
+    def prefill():
+        return fast.gpt2(ids, params, config, kv_cache=KVCache(config, 1, args.tokens + 8), last_only=True)
+
+    total = best_ms(prefill)
+    for name in originals:
+        setattr(fast, name, timed(name))
+    reps = 3
+    for _ in range(reps):
+        prefill()
+    for name, fn in originals.items():
+        setattr(fast, name, fn)
+    parts = ", ".join(f"{name} {spent[name] / reps * 1e3:.0f} ms" for name in originals)
+    print(f"{args.model_size}, prefill of {args.tokens} tokens: {total:.0f} ms; inside it: {parts}")
+
+    cache = KVCache(config, 1, args.tokens + 8)
+    fast.gpt2(ids, params, config, kv_cache=cache, last_only=True)
+    token = np.array([[5]])
+
+    def step(p):
+        def run():
+            fast.decode_step(token, p, config, cache)
+            cache.length -= 1  # the same position every time
+        return run
+
+    column_major = layout.for_decode(copy.deepcopy(params))
+    row = np.ones((1, config.n_embd), np.float32)
+    wide = np.ones((1, config.d_mlp), np.float32)
+    products = [(wide if name == "c_proj" and part == "mlp" else row, block[part][name]["weight"])
+                for block in column_major["h"] for part, name in layout.MATRICES]
+    wte = params["wte"]["weight"]
+
+    def sweep():
+        for x, w in products:
+            x @ w
+        row @ wte.T
+
+    print(f"decode step after {args.tokens}: {best_ms(step(params), inner=20):.1f} ms on row-major matrices, "
+          f"{best_ms(step(column_major), inner=20):.1f} ms column-major; the matrix-vector products alone: "
+          f"{best_ms(sweep, inner=20):.1f} ms")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
