@@ -174,6 +174,42 @@ def test_init_std_scales_every_initial_weight(text_file, tmp_path):
     assert run.model.params["h"][0]["attn"]["c_attn"]["weight"].std() > 0.05  # started from 0.1, not 0.02
 
 
+def test_attn_init_std_sets_the_query_key_value_weights_alone(text_file, tmp_path):
+    from npgpt.model import random_params
+
+    base, sharp = random_params(TINY, seed=3), random_params(TINY, seed=3, attn_init_std=0.12)
+    for name, value in flatten(base).items():
+        expected = 6 * value if name.endswith("attn.c_attn.weight") else value
+        assert np.allclose(flatten(sharp)[name], expected, rtol=1e-6, atol=1e-7), name
+    with pytest.raises(ValueError, match="attn_init_std"):
+        random_params(TINY, attn_init_std=0.0)
+    with pytest.raises(npgpt.errors.ConfigError, match="attn_init_std"):
+        TrainSettings(attn_init_std=-1.0)
+    run = pretrain(text_file, tmp_path / "a", config=TINY, stream=io.StringIO(),
+                   settings=QUICK.replace(steps=1, eval_interval=1, sample_interval=0, attn_init_std=0.12))
+    assert json.loads((tmp_path / "a" / "train_log.json").read_text())["settings"]["attn_init_std"] == 0.12
+    assert run.model.params["h"][0]["attn"]["c_attn"]["weight"].std() > 0.08
+
+
+def test_repeat_spans_of_the_text_itself():
+    rng = np.random.default_rng(0)
+    windows = np.arange(4 * 65).reshape(4, 65) % 1000  # every token distinct within a row
+    out = repeat_spans(windows, 0.5, 1000, rng, source="text")
+    assert np.array_equal(out[2:], windows[2:])  # half the rows untouched
+    for row, original in zip(out[:2], windows[:2]):
+        changed = np.flatnonzero(row != original)
+        start, stop = changed[0], changed[-1] + 1
+        length = stop - start  # the second copy: the stretch just before it, written again
+        assert 8 <= length <= 32 and np.array_equal(row[start:stop], original[start - length:start])
+        assert np.array_equal(row[:start], original[:start]) and np.array_equal(row[stop:], original[stop:])
+    random = repeat_spans(windows, 1.0, 1000, np.random.default_rng(0), source="random")
+    assert not np.isin(random[0], windows[0]).all()  # random spans bring tokens the row did not hold
+    with pytest.raises(ValueError, match="source"):
+        repeat_spans(windows, 0.5, 1000, rng, source="shuffled")
+    with pytest.raises(npgpt.errors.ConfigError, match="repeat_source"):
+        TrainSettings(repeat_source="shuffled")
+
+
 def test_evaluate_predicts_every_token_once(tiny_model):
     ids = np.random.default_rng(1).integers(0, tiny_model.config.n_vocab, 23).astype(np.int32)
     total, count = evaluate(tiny_model.params, tiny_model.config, ids, n_seq=8, batch_size=2)

@@ -73,6 +73,10 @@ def add_training_arguments(parser, defaults=None) -> None:
                    help=f"how the learned position embeddings start (default {d.position_init}; see TrainSettings)")
     g.add_argument("--init-std", type=float, help=f"standard deviation of the initial weights (default GPT-2's {d.init_std}; "
                    "about 1/sqrt(n_embd) for a small model)")
+    g.add_argument("--attn-init-std", type=float, help="standard deviation of the query, key and value weights alone "
+                   "(default: --init-std)")
+    g.add_argument("--repeat-source", choices=("random", "text"),
+                   help=f"what --repeat-fraction's spans hold: random tokens or a stretch of the text (default {d.repeat_source})")
     g.add_argument("--val-fraction", type=float, help=f"share of the text held out at its end (default {d.val_fraction})")
     g = parser.add_argument_group("evaluation, samples and checkpoints")
     g.add_argument("--eval-interval", type=int, help=f"steps between validation + checkpoint (default {d.eval_interval})")

@@ -152,8 +152,11 @@ def get_batch(ids: np.ndarray, batch_size: int, n_seq: int, rng: np.random.Gener
     return windows[:, :-1], windows[:, 1:]
 
 
+REPEAT_SOURCES = ("random", "text")
+
+
 def repeat_spans(windows: np.ndarray, fraction: float, n_vocab: int, rng: np.random.Generator,
-                 min_len: int = 8, max_len: int = 64) -> np.ndarray:
+                 min_len: int = 8, max_len: int = 64, source: str = "random") -> np.ndarray:
     """A copy of ``windows`` [batch, n_seq + 1] in which the first ``round(fraction * batch)`` rows
     each hold a span of random tokens followed at once by the same span again, at a random place.
 
@@ -162,14 +165,20 @@ def repeat_spans(windows: np.ndarray, fraction: float, n_vocab: int, rng: np.ran
     and predict it) late or never. In these rows the second span is unpredictable except by
     copying, which gives induction a strong, clean signal; the first span's tokens are noise
     the model learns to expect (loss near log n_vocab). Rows keep their text around the spans.
+
+    ``source="text"``: the span is a stretch of the row's own text, written again right after
+    itself (the row's text then goes on): the rows stay text, and the second copy is predicted
+    better by copying than by anything the model knows of the language.
     """
+    if source not in REPEAT_SOURCES:
+        raise ValueError(f"source must be one of {', '.join(REPEAT_SOURCES)}, got {source!r}")
     windows = windows.copy()
     n_rows = int(round(fraction * len(windows)))
     width = windows.shape[1]
     for row in range(n_rows):
         length = int(rng.integers(min_len, min(max_len, width // 2) + 1))
         start = int(rng.integers(0, width - 2 * length + 1))
-        span = rng.integers(0, n_vocab, size=length)
-        windows[row, start : start + length] = span
-        windows[row, start + length : start + 2 * length] = span
+        if source == "random":
+            windows[row, start : start + length] = rng.integers(0, n_vocab, size=length)
+        windows[row, start + length : start + 2 * length] = windows[row, start : start + length]
     return windows

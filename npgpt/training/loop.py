@@ -62,7 +62,8 @@ def batch(data: Dataset, settings: TrainSettings, config: GPT2Config, n_seq: int
     rng = np.random.default_rng([settings.seed, step])
     inputs, targets = get_batch(data.train_ids, settings.batch_size, n_seq, rng)
     if settings.repeat_fraction:
-        windows = repeat_spans(np.concatenate([inputs, targets[:, -1:]], axis=1), settings.repeat_fraction, config.n_vocab, rng)
+        windows = repeat_spans(np.concatenate([inputs, targets[:, -1:]], axis=1), settings.repeat_fraction, config.n_vocab, rng,
+                               source=settings.repeat_source)
         inputs, targets = windows[:, :-1], windows[:, 1:]
     masks = dropout_masks(config, (*inputs.shape, config.n_embd), settings.dropout, rng) if settings.dropout else None
     return inputs, targets, masks
@@ -273,7 +274,7 @@ def pretrain(data_path: str | os.PathLike, out: str | os.PathLike, *, config: GP
     log(f"data: {len(data.train_ids):,} training tokens, {len(data.val_ids):,} validation tokens "
         f"({data.val_chars_per_token:.2f} characters per token)")
     params = random_params(config, seed=settings.seed, position_init=settings.position_init,
-                           init_std=settings.init_std)
+                           init_std=settings.init_std, attn_init_std=settings.attn_init_std)
     model = GPT2(config=config, params=params, tokenizer=tokenizer, name=Path(out).name)
     log(f"model: {model!r}")
     return train(model, data, settings, out=out, checkpoint=checkpoint, stream=stream, on_step=on_step,

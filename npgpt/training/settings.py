@@ -46,6 +46,10 @@ class TrainSettings:
                         which previous-token heads, and so induction heads, form sooner
     init_std            standard deviation of the initial weights (GPT-2: 0.02, chosen for 768
                         wide models; about 1/sqrt(n_embd) lets a small model's heads form sooner)
+    attn_init_std       the query, key and value weights' alone (None: init_std); about 6x 0.02
+                        lets a small model's induction heads form within a few thousand steps
+    repeat_source       what ``repeat_fraction``'s spans hold: "random" tokens, or "text" (a stretch
+                        of the window's own text written again right after itself)
     ==================  =====================================================================
     """
 
@@ -70,6 +74,8 @@ class TrainSettings:
     repeat_fraction: float = 0.0
     position_init: str = "normal"
     init_std: float = 0.02
+    attn_init_std: float | None = None
+    repeat_source: str = "random"
 
     def __post_init__(self):
         positive = ["steps", "batch_size", "eval_interval"]
@@ -103,6 +109,11 @@ class TrainSettings:
             raise ConfigError(f"position_init must be 'normal' or 'sinusoidal', got {self.position_init!r}")
         if not self.init_std > 0:
             raise ConfigError(f"init_std must be > 0 (GPT-2 uses 0.02), got {self.init_std}")
+        if self.attn_init_std is not None and not (isinstance(self.attn_init_std, (int, float))
+                                                   and math.isfinite(self.attn_init_std) and self.attn_init_std > 0):
+            raise ConfigError(f"attn_init_std must be > 0 or None, got {self.attn_init_std!r}")
+        if self.repeat_source not in ("random", "text"):
+            raise ConfigError(f"repeat_source must be 'random' or 'text', got {self.repeat_source!r}")
         if not 0 <= self.repeat_fraction <= 1:
             raise ConfigError(f"repeat_fraction must be in [0, 1], got {self.repeat_fraction}")
 
