@@ -1,7 +1,7 @@
 """The pictures of the README and docs/viz.md, drawn from a trained model, and every view of
 ``viz`` for one prompt, timed; optionally the size of the HTML attention view at 1024 tokens.
 
-    python benchmarks/gallery.py --docs        # docs/img/*.png + docs/img/gallery.json, from the bundled model
+    python benchmarks/gallery.py --docs        # docs/img/*.png + gallery.json from the bundled model, docs/img/induction/ from the second
     python benchmarks/gallery.py --out /tmp/gallery                  # every view, the bundled model
     python benchmarks/gallery.py --model gpt2 --out /tmp/gallery     # every view, gpt2 (after npgpt download gpt2)
     python benchmarks/gallery.py --random --out /tmp/gallery         # random gpt2-shaped weights
@@ -212,6 +212,10 @@ def main(argv=None) -> int:
         if args.random:
             ap.error("--docs draws what a trained model learned: leave out --random")
         evidence(model, ROOT / "docs" / "img", args.dpi)
+        if args.model == "shakespeare":  # and the second bundled model, the one with an induction head
+            second = ROOT / "docs" / "img" / "induction"
+            second.mkdir(exist_ok=True)
+            evidence(npgpt.load("shakespeare-induction"), second, args.dpi)
     if args.out or not args.docs:
         out = Path(args.out or os.path.join(os.environ.get("TMPDIR", "/tmp"), "npgpt-gallery"))
         out.mkdir(parents=True, exist_ok=True)

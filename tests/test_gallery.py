@@ -49,3 +49,19 @@ def test_the_captions_quote_the_measured_figures(findings):
     copy = findings["copy_loss"]
     assert f"{copy['first']:.2f}" in README and f"{copy['second']:.2f}" in README
     assert "random" not in README.split("## Pictures")[1].split("##")[0].lower().replace("random tokens", "")
+
+
+def test_the_second_models_induction_pictures():
+    """docs/img/induction/: the second bundled model (weights/shakespeare-induction), drawn by the
+    same ``gallery.py --docs``: its induction head and copy losses, quoted by the README."""
+    second = json.loads((IMG / "induction" / "gallery.json").read_text(encoding="utf-8"))
+    assert second["model"] == "shakespeare-induction" and second["induction_found"]
+    copy = second["copy_loss"]
+    assert second["induction_score"] >= 0.4 and copy["ratio"] <= 0.5 and copy["second_with_heads_ablated"] > 2 * copy["second"]
+    for name in INDUCTION_PICTURES:
+        assert (IMG / "induction" / name).stat().st_size > 10_000 and f"docs/img/induction/{name}" in README
+    ind, prev = second["induction_head"], second["previous_token_head"]
+    for figure in (f"head {ind[0]}.{ind[1]}", f"{second['induction_score']:.2f}", f"head {prev[0]}.{prev[1]}",
+                   f"{second['previous_token_score']:.2f}", f"{copy['first']:.2f}", f"{copy['second']:.2f}",
+                   f"{copy['second_with_heads_ablated']:.2f}", f"{copy['ratio']:.2f}"):
+        assert figure in README, figure

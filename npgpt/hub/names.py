@@ -33,9 +33,11 @@ ALIASES = {
     "distilgpt2": "distilbert/distilgpt2",
 }
 SHORT_NAMES = {repo: short for short, repo in ALIASES.items()}
-# Models that ship inside the npgpt package (a wheel carries weights/shakespeare there; see
+# Models that ship inside the npgpt package (a wheel carries weights/shakespeare and
+# weights/shakespeare-induction there; see
 # pyproject.toml). A folder of the same name in the weights folder takes precedence.
-BUNDLED = {"shakespeare": Path(__file__).resolve().parent.parent / "bundled" / "shakespeare"}
+BUNDLED = {"shakespeare": Path(__file__).resolve().parent.parent / "bundled" / "shakespeare",
+           "shakespeare-induction": Path(__file__).resolve().parent.parent / "bundled" / "shakespeare_induction"}
 
 _REPO_ID = re.compile(r"^[A-Za-z0-9][\w.\-]{0,95}(/[\w.\-]{1,96})?$")
 
