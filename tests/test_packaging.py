@@ -34,7 +34,8 @@ def installed(tmp_path_factory):
     ignore = shutil.ignore_patterns("__pycache__", "*.pyc")
     for folder in ("npgpt", "viz"):
         shutil.copytree(ROOT / folder, source / folder, ignore=ignore)
-    shutil.copytree(ROOT / "weights" / "shakespeare", source / "weights" / "shakespeare")
+    for model in ("shakespeare", "shakespeare-induction"):
+        shutil.copytree(ROOT / "weights" / model, source / "weights" / model)
     pip = [sys.executable, "-m", "pip", "--disable-pip-version-check", "--no-input"]
     build = subprocess.run(pip + ["wheel", str(source), "--no-deps", "--no-build-isolation", "-w", str(tmp / "dist"), "-q"],
                            capture_output=True, text=True, timeout=300)
@@ -55,6 +56,7 @@ def test_the_wheel_holds_every_module_and_the_bundled_model(installed):
             assert f"{package}/{module.name}" in names, f"{package}/{module.name} is missing from the wheel"
     for name in ("config.json", "model.safetensors", "vocab.json", "merges.txt"):
         assert f"npgpt/bundled/shakespeare/{name}" in names
+        assert f"npgpt/bundled/shakespeare_induction/{name}" in names
     assert not [n for n in names if n.startswith(("tests/", "weights/", "benchmarks/", "notebooks/"))]
 
 
@@ -74,14 +76,16 @@ def test_the_installed_package_loads_the_bundled_model_offline(installed):
         "m = npgpt.load('shakespeare'); "
         "print(hub.find_local('shakespeare')); "
         "print([x.name for x in hub.list_models()]); "
-        "print(repr(m.generate('ROMEO:', max_new_tokens=8, temperature=0)))"
+        "print(repr(m.generate('ROMEO:', max_new_tokens=8, temperature=0))); "
+        "print(hub.find_local('shakespeare-induction'))"
     )
     result = run_installed(site, tmp, "-c", script)
     assert result.returncode == 0, result.stderr[-2000:]
-    file, folder, models, text = result.stdout.strip().splitlines()
+    file, folder, models, text, second = result.stdout.strip().splitlines()
     assert Path(file).is_relative_to(site)  # the installed copy, not this checkout
     assert Path(folder) == site / "npgpt" / "bundled" / "shakespeare"
-    assert models == "['shakespeare']"
+    assert models == "['shakespeare', 'shakespeare-induction']"
+    assert Path(second) == site / "npgpt" / "bundled" / "shakespeare_induction"
     checkout_model = npgpt.load(ROOT / "weights" / "shakespeare")  # the same weights, from this checkout
     assert text == repr(checkout_model.generate("ROMEO:", max_new_tokens=8, temperature=0))
 
