@@ -7,7 +7,8 @@
 #
 # - attention heatmaps of every head of every layer;
 # - scores that **find** two kinds of heads: **previous-token** heads and **induction** heads
-#   (the heads that let a model continue a pattern it has seen earlier in the context);
+#   (the heads that let a model continue a pattern it has seen earlier in the context), in the
+#   bundled model and in a second one that has learned to copy (`shakespeare-induction`);
 # - **breaking** heads: knocking out their output through a hook and measuring what the model
 #   can no longer do;
 # - the **logit lens**: reading each layer's residual stream as if it were the last one;
@@ -127,6 +128,58 @@ for i in range(51, n):
     ideal[i] = 0.0
     ideal[i, i - 49] = 1.0  # the token after this token's earlier occurrence
 viz.attention_heatmap(ideal, inspection.token_labels(model, probe.ids[0]), title="an induction head's pattern, made by hand")
+
+# %% [markdown]
+# ## A model that has learned it: find, show and break its induction head
+#
+# The second bundled model, `shakespeare-induction` (2 layers, trained by npgpt in 7 minutes on
+# Shakespeare in which every window repeats a stretch of itself; see `weights/README.md`), has
+# learned to copy. The same scores find its heads: a previous-token head in the first layer, on
+# held-out Shakespeare, and an induction head in the second, on the random-token probe.
+
+# %%
+second = npgpt.load("shakespeare-induction")
+second_scores = inspection.mean_head_scores(second, inspection.text_windows(second, text * 4, n_seq=64, count=8))
+s_prev = inspection.best_head(second_scores.previous_token)
+second_probe = inspection.copying_probe(second, length=50, n_probe=4, seed=0)
+s_ind = inspection.best_head(second_probe.scores.induction)
+print(f"previous-token head {s_prev[0]}.{s_prev[1]}: {second_scores.previous_token[s_prev]:.2f}; "
+      f"induction head {s_ind[0]}.{s_ind[1]}: {second_probe.scores.induction[s_ind]:.2f}")
+print(f"loss on the first copy {second_probe.first_copy_loss:.2f} nats, on the second {second_probe.second_copy_loss:.2f} "
+      f"(ratio {second_probe.ratio:.2f})")
+assert s_prev[0] == 0 and second_scores.previous_token[s_prev] >= 0.5  # a clean previous-token head
+assert s_ind[0] == 1 and second_probe.scores.induction[s_ind] >= 0.4  # an induction head, after it
+assert second_probe.ratio <= 0.5  # the second copy costs at most half the first: it copies
+
+# %% [markdown]
+# Its induction head on three lines of Richard II written twice: from the second copy on, each
+# token attends to the token that followed its first occurrence (the stripe below the diagonal).
+
+# %%
+passage = "Let's talk of graves, of worms, and epitaphs;\nMake dust our paper and with rainy eyes\nWrite sorrow on the bosom of the earth.\n"
+passage_ids = np.array(second.tokenizer.encode(passage * 2))
+half = len(passage_ids) // 2
+_, passage_cache = second.run_with_cache(passage_ids)
+ind_pattern = passage_cache["pattern", s_ind[0]][s_ind[1]]  # [n_seq, n_seq]
+later = np.arange(half + 1, len(passage_ids))  # the second copy (its first token has no earlier successor shown)
+on_stripe = ind_pattern[later, later - half + 1].mean()
+print(f"attention of the second copy's tokens to the token after their first occurrence: {on_stripe:.2f}")
+assert on_stripe > 0.5
+viz.attention_heatmap(ind_pattern[None], inspection.token_labels(second, passage_ids), head=0, layer=s_ind[0],
+                      title=f"shakespeare-induction: head {s_ind[0]}.{s_ind[1]} on a passage written twice")
+
+# %% [markdown]
+# Break it: zero the induction head's output with a hook (`inspection.ablation_hooks`) and the
+# second copy costs as much as the first again. Zeroing the previous-token head breaks copying
+# too, though that head copies nothing itself: it is the first half of the circuit.
+
+# %%
+no_ind = inspection.copying_probe(second, length=50, n_probe=4, seed=0, hooks=inspection.ablation_hooks([s_ind]))
+no_prev = inspection.copying_probe(second, length=50, n_probe=4, seed=0, hooks=inspection.ablation_hooks([s_prev]))
+print(f"second copy: {second_probe.second_copy_loss:.2f} nats; without the induction head {no_ind.second_copy_loss:.2f}; "
+      f"without the previous-token head {no_prev.second_copy_loss:.2f} (first copy {second_probe.first_copy_loss:.2f})")
+assert no_ind.ratio > 0.9 and no_prev.ratio > second_probe.ratio + 0.2
+viz.copy_losses(second_probe, ablated=no_ind, title="shakespeare-induction: 50 random tokens written twice")
 
 # %% [markdown]
 # ## Break a head
