@@ -281,8 +281,9 @@ def random_params(config: GPT2Config | str, seed: int | np.random.Generator = 0,
     for 768-wide models: in a 64- or 128-wide one, queries and keys start so small that every head
     attends evenly and the gradient that would sharpen it is tiny, which lengthens the plateau
     before heads (induction heads above all) form. ``attn_init_std`` sets the query, key and value
-    weights' (``attn.c_attn``) alone (default: ``init_std``); starting them about 6x larger than
-    0.02 in a 64-128 wide model is what lets notebook 11's induction head form within a minute.
+    weights' (``attn.c_attn``) alone (default: ``init_std``): starting those about 6x larger than
+    0.02 in a 64-128 wide model is what let notebook 11's induction head form within a minute
+    (raising ``init_std``, every weight, did not).
     """
     for name, value in (("init_std", init_std), ("attn_init_std", init_std if attn_init_std is None else attn_init_std)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):

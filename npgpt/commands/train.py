@@ -71,10 +71,9 @@ def add_training_arguments(parser, defaults=None) -> None:
                    f"(default {d.repeat_fraction})")
     g.add_argument("--position-init", choices=("normal", "sinusoidal"),
                    help=f"how the learned position embeddings start (default {d.position_init}; see TrainSettings)")
-    g.add_argument("--init-std", type=float, help=f"standard deviation of the initial weights (default GPT-2's {d.init_std}; "
-                   "about 1/sqrt(n_embd) for a small model)")
+    g.add_argument("--init-std", type=float, help=f"standard deviation of the initial weights (default GPT-2's {d.init_std})")
     g.add_argument("--attn-init-std", type=float, help="standard deviation of the query, key and value weights alone "
-                   "(default: --init-std)")
+                   "(default: --init-std; 0.12 let weights/shakespeare-induction's heads form)")
     g.add_argument("--repeat-source", choices=("random", "text"),
                    help=f"what --repeat-fraction's spans hold: random tokens or a stretch of the text (default {d.repeat_source})")
     g.add_argument("--val-fraction", type=float, help=f"share of the text held out at its end (default {d.val_fraction})")

@@ -45,7 +45,8 @@ class TrainSettings:
                         or "sinusoidal" (the original Transformer's encoding, then learned), with
                         which previous-token heads, and so induction heads, form sooner
     init_std            standard deviation of the initial weights (GPT-2: 0.02, chosen for 768
-                        wide models; about 1/sqrt(n_embd) lets a small model's heads form sooner)
+                        wide models; raising it for every weight did not make heads form sooner
+                        in our runs: see attn_init_std)
     attn_init_std       the query, key and value weights' alone (None: init_std); about 6x 0.02
                         lets a small model's induction heads form within a few thousand steps
     repeat_source       what ``repeat_fraction``'s spans hold: "random" tokens, or "text" (a stretch
