@@ -172,9 +172,10 @@ def ctranslate2_runner(folder: str, n_threads: int):
 
 
 def weight_matrices(params: dict) -> list[np.ndarray]:
-    """Every matrix a decode step reads once: four per block, then the LM head (wte)."""
-    blocks = [(b["attn"]["c_attn"], b["attn"]["c_proj"], b["mlp"]["c_fc"], b["mlp"]["c_proj"]) for b in params["h"]]
-    return [layer["weight"] for block in blocks for layer in block] + [params["wte"]["weight"]]
+    """Every matrix a decode step reads once: the four of each block, then the LM head (wte)."""
+    from npgpt.fast.layout import MATRICES  # here, not at the top: the peers' workers never import npgpt
+
+    return [block[part][name]["weight"] for block in params["h"] for part, name in MATRICES] + [params["wte"]["weight"]]
 
 
 def sweep_seconds(products: list, sweeps: int) -> float:
@@ -190,18 +191,18 @@ def sweep_seconds(products: list, sweeps: int) -> float:
 
 
 def bandwidth(params: dict, sweeps: int = 7) -> dict:
-    """Memory bandwidth as a decode step can use it, in GB/s: one matrix-vector product with each
-    weight matrix in turn, the best of ``sweeps``, (1) as npgpt holds them (x @ W for the blocks'
-    [n_in, n_out] matrices, wte @ x for the LM head) and (2) from contiguous transposed copies
-    (W^T @ x: BLAS's other matrix-vector kernel, which reads each thread's share in one stream).
-    The copies are made after the worker's peak memory has been read."""
+    """Memory bandwidth as a decode step can use it, in GB/s: one matrix-vector product (x @ W)
+    with each weight matrix in turn, the best of ``sweeps``, (1) as npgpt holds them after its
+    first decode step (the blocks' matrices column-major, ``npgpt/fast/layout.py``; BLAS's dot
+    kernel) and (2) as the checkpoint stores them (row-major copies; BLAS's axpy kernel). The
+    copies are made after the worker's peak memory has been read."""
     matrices = weight_matrices(params)
-    lm_head = (matrices[-1], np.ones(matrices[-1].shape[1], np.float32), False)
+    lm_head = (matrices[-1], np.ones(matrices[-1].shape[1], np.float32), False)  # wte @ x, as unembed reads it
     own = [(m, np.ones(m.shape[0], np.float32), True) for m in matrices[:-1]] + [lm_head]
     n_bytes = sum(m.nbytes for m in matrices)
     out = {"bytes": n_bytes, "own_gb_per_s": n_bytes / sweep_seconds(own, sweeps) / 1e9}
-    transposed = [(np.ascontiguousarray(m.T), x, False) for m, x, _ in own[:-1]] + [lm_head]
-    out["transposed_gb_per_s"] = n_bytes / sweep_seconds(transposed, sweeps) / 1e9
+    row_major = [(np.ascontiguousarray(m), x, True) for m, x, _ in own[:-1]] + [lm_head]
+    out["row_major_gb_per_s"] = n_bytes / sweep_seconds(row_major, sweeps) / 1e9
     return out
 
 
@@ -296,11 +297,11 @@ def report(results: dict, lengths: list[int], kv_bytes_per_token: int, new_token
           "inherits from this parent at fork)")
     bw = results.get("npgpt", {}).get("bandwidth")
     if bw:
-        own, transposed = max(b["own_gb_per_s"] for b in bw), max(b["transposed_gb_per_s"] for b in bw)
-        gb_s = max(own, transposed)
+        own, row_major = max(b["own_gb_per_s"] for b in bw), max(b["row_major_gb_per_s"] for b in bw)
+        gb_s = max(own, row_major)
         print(f"\nmemory-bandwidth ceiling: {bw[0]['bytes'] / 1e6:.1f} MB of weights read at {gb_s:.1f} GB/s, the best "
-              f"matrix-vector sweep over every weight matrix ({own:.1f} GB/s as npgpt lays them out, {transposed:.1f} "
-              f"from transposed copies; best of {len(bw)} processes)")
+              f"matrix-vector sweep over every weight matrix ({own:.1f} GB/s as npgpt lays them out for decoding, "
+              f"{row_major:.1f} as the checkpoint stores them; best of {len(bw)} processes)")
         for n in lengths:
             step_bytes = bw[0]["bytes"] + kv_bytes_per_token * (n + new_tokens // 2)  # the cache halfway through
             ceiling = gb_s * 1e9 / step_bytes

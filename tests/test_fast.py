@@ -76,6 +76,10 @@ def test_attention_and_mha_with_a_cache_past_and_padding(n_past, n_seq, pad):
     close(fast.causal_attention(q, k, v, mask, block=5), expected)  # the last block shorter than the others
     if not pad:  # no padding: a mask of the last n_seq keys alone, every earlier key visible
         close(fast.attention(q, k, v, mask[..., n_past:]), expected)
+    softmax = ref.softmax((q @ k.swapaxes(-1, -2)) / np.sqrt(d_head) + mask)  # the reference's pattern
+    pattern = np.zeros((batch, n_head, n_seq, n_past + n_seq), np.float32)
+    close(fast.causal_attention(q, k, v, mask, block=5, pattern=pattern), expected)  # kept, the same z
+    np.testing.assert_allclose(pattern, softmax, rtol=0, atol=2e-6)
     p = {"c_attn": {"weight": randn(rng, n_embd, 3 * n_embd, scale=0.3), "bias": randn(rng, 3 * n_embd, scale=0.1)},
          "c_proj": {"weight": randn(rng, n_embd, n_embd, scale=0.2), "bias": randn(rng, n_embd, scale=0.1)}}
     x = randn(rng, batch, n_seq, n_embd)

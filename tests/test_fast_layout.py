@@ -39,8 +39,7 @@ def test_same_values_column_major_once():
     assert all(a is b for a, b in zip(again, block_weights(params)))
     for name, value in flatten(params).items():  # embeddings, layer norms and biases are left alone
         if not any(name.endswith(f"{part}.{n}.weight") for part, n in layout.MATRICES):
-            assert value is flatten(before)[name] or np.array_equal(value, flatten(before)[name])
-            assert value.flags.c_contiguous
+            assert np.array_equal(value, flatten(before)[name]) and value.flags.c_contiguous
 
 
 def test_the_reference_and_the_fast_decode_agree_after_it():
@@ -74,8 +73,6 @@ def test_a_mapped_model_keeps_one_copy_and_saves_the_same_file(tmp_path, monkeyp
     npgpt.save(npgpt.random_model(CONFIG, seed=4), tmp_path / "m")
     model = npgpt.load(tmp_path / "m")  # memory-mapped
     original = {k: v.copy() for k, v in flatten(model.params).items()}
-    mapped = block_weights(model.params)[0]
-    assert isinstance(mapped.base, np.ndarray) or mapped.base is not None  # a view into the map
     ids = generate_ids(model, [[1, 2, 3, 4]], max_new_tokens=6, temperature=0).completions[0].ids  # decodes: lays out
     assert block_weights(model.params)[0].flags.f_contiguous
     assert len(released) == 4 * CONFIG.n_layer and sum(released) >= 2 * CONFIG.n_layer  # the MLP's matrices span whole pages

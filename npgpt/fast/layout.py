@@ -5,9 +5,9 @@ of W once and does two flops per number read, so its speed is the speed of readi
 checkpoints store W (row-major, ``W[i]`` = the weights from input i), BLAS reads it with its
 "axpy" kernel (y += x[i] W[i] for each i); stored column-major (the same matrix, each output's
 column of weights contiguous), BLAS uses its "dot" kernel (y[j] = x . W[:, j]), which reads memory
-faster on this project's machines: 10-20% less time per decode step for gpt2
-(``benchmarks/bench_generate.py`` prints both sweeps). Matrix products with many rows (a prompt,
-training) run at the same speed either way.
+faster on this project's machines: 9-23% less time per gpt2 decode step
+(``benchmarks/profile_generate.py``; ``benchmarks/bench_generate.py`` prints both sweeps). Matrix
+products with many rows (a prompt, training) run at about the same speed either way.
 
 ``for_decode`` re-lays the four matrices of every block out column-major, in place, once: the same
 values and shapes, so ``x @ W`` (and all the reference code) computes the same thing; only
@@ -17,10 +17,11 @@ map that ``npgpt.load`` reads a weights file through, its pages are handed back 
 reference to a block's weight array across a generation: after it, ``model.params`` holds the new
 array (read the weights from ``model.params``, not from a variable saved earlier).
 
-The price is paid once per loaded model, on its first decode step: 0.18-0.31 s for gpt2 on this
-project's machine (copying its 340 MB of block matrices), against 1-1.5 ms saved on every later
-step, so a process that generates fewer than about 200 tokens in all loses a little, and one that
-generates more (a chat, a long text, a benchmark) gains.
+The price is paid once per loaded model, on its first decode step: about 0.2 s for gpt2 on this
+project's machine (copying its 340 MB of block matrices; more when the pages of a memory-mapped
+file are first read), against 1.4-3.0 ms saved on every later step, so a process that generates
+fewer than roughly 100-150 tokens in all loses a little, and one that generates more (a chat, a
+long text, a benchmark) gains.
 """
 
 from __future__ import annotations

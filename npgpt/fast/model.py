@@ -87,25 +87,32 @@ def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
     return y
 
 
-def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray) -> np.ndarray:
+def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, pattern: np.ndarray | None = None) -> np.ndarray:
     """``model.attention``: (Q / sqrt(d_head)) K^T is the same number as Q K^T / sqrt(d_head), and
     q is n_kv / d_head times smaller than the scores; the softmax runs in the scores' memory, and
     its division by each row's sum comes after the product with V, on [n_seq, d_head] numbers
     instead of [n_seq, n_kv]. ``mask`` may cover only the last keys ([..., n_seq, m], m < n_kv)
-    when every earlier key is visible to every query."""
+    when every earlier key is visible to every query. ``pattern`` ([..., n_seq, n_kv]), when
+    given, receives the softmax itself (divided before the product with V, as the reference does)."""
     scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.swapaxes(-1, -2)  # [batch, n_head, n_seq, n_kv]
     scores[..., scores.shape[-1] - mask.shape[-1] :] += mask
     sums = exp_rows_(scores)  # [batch, n_head, n_seq, 1]
+    if pattern is not None:
+        scores *= 1.0 / sums  # the softmax, kept
+        pattern[...] = scores
+        return scores @ v
     z = scores @ v  # [batch, n_head, n_seq, d_head], before the division
     z /= sums
     return z
 
 
-def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, block: int = ATTENTION_BLOCK) -> np.ndarray:
+def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, block: int = ATTENTION_BLOCK,
+                     pattern: np.ndarray | None = None) -> np.ndarray:
     """``attention`` for ``block`` queries at a time, each block against the keys up to its last
     query only (shapes as ``attention``; k and v hold the cached past first). Without padding,
     the keys before a block's first query are visible to all of it: only the block's own square
-    of the mask is added."""
+    of the mask is added. ``pattern`` [batch, n_head, n_seq, n_kv], when given, receives each
+    block's softmax; the keys a block skips keep what ``pattern`` held (zeros: the masked future)."""
     n_seq, n_kv = q.shape[2], k.shape[2]
     n_past = n_kv - n_seq
     padded = bool(np.isneginf(mask[:, :, -1]).any())  # a key the last query cannot see is padding
@@ -114,7 +121,8 @@ def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarr
         stop = min(start + block, n_seq)
         seen = n_past + stop  # keys 0 .. seen-1: all any query of this block may look at
         block_mask = mask[:, :, start:stop, : seen] if padded else mask[:, :, start:stop, n_past + start : seen]
-        z[:, :, start:stop] = attention(q[:, :, start:stop], k[:, :, :seen], v[:, :, :seen], block_mask)
+        z[:, :, start:stop] = attention(q[:, :, start:stop], k[:, :, :seen], v[:, :, :seen], block_mask,
+                                        None if pattern is None else pattern[:, :, start:stop, :seen])
     return z
 
 
