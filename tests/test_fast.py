@@ -228,3 +228,28 @@ def test_the_engine_sends_decode_steps_to_decode_step(tiny_model, monkeypatch):
     assert calls == ["gpt2", "decode_step"]
     assert len(result.completions[0].ids) == 4
 
+
+
+@pytest.mark.parametrize("n_past", [0, 6])
+def test_causal_attention_relative_to_the_own_key_and_its_fallback(n_past):
+    # Without padding, causal_attention takes each row's exponentials relative to the query's score
+    # against its own key, not the row's max. A key scoring far above it (exp overflows float32)
+    # must send that block back to the max-subtracting path: the same z, finite, no warning.
+    rng = np.random.default_rng(7)
+    batch, n_head, n_seq, d_head = 1, 2, 10, 8
+    n_kv = n_past + n_seq
+    q = randn(rng, batch, n_head, n_seq, d_head)
+    k, v = randn(rng, batch, n_head, n_kv, d_head), randn(rng, batch, n_head, n_kv, d_head)
+    mask = ref.causal_mask(np.ones((batch, n_kv), bool), n_seq)
+    close(fast.causal_attention(q, k, v, mask, block=4), ref.attention(q, k, v, mask))
+    q[0, 1, 7] = k[0, 1, 0] * 40.0  # query 7 of head 1 scores far higher on key 0 ...
+    k[0, 1, n_past + 7] = -k[0, 1, 0]  # ... than on its own key
+    scores = q[0, 1, 7] @ k[0, 1, : n_past + 8].T / np.sqrt(d_head)
+    assert scores.max() - scores[n_past + 7] > 100  # exp(top - own) overflows float32
+    own = np.einsum("bhsd,bhsd->bhs", q, k[:, :, n_past:])[..., None] / np.sqrt(d_head)
+    block = slice(4, 8)  # the block holding query 7
+    assert fast.attention_shifted(q[:, :, block], k[:, :, : n_past + 8], v[:, :, : n_past + 8],
+                                  mask[:, :, block, n_past + 4 : n_past + 8], own[:, :, block]) is None  # the overflow is seen
+    with np.errstate(over="raise", invalid="raise", divide="raise"):  # what NumPy warns about by default
+        got = fast.causal_attention(q, k, v, mask, block=4)
+    close(got, ref.attention(q, k, v, mask))
