@@ -37,6 +37,15 @@ ceiling in tok/s, and the decode rate is printed as a fraction of it.
     python benchmarks/bench_generate.py --engines npgpt ctranslate2
     OPENBLAS_NUM_THREADS=1 python benchmarks/bench_generate.py  # one thread for every engine
     python benchmarks/bench_generate.py --dtype float16         # npgpt holds float16 weights (half the memory)
+    python benchmarks/bench_generate.py --isa native            # every engine on this CPU's widest kernels (AVX-512)
+    python benchmarks/bench_generate.py --isa avx2              # every engine on AVX2 kernels, as on most laptops
+
+Kernels (``--isa``): the engines are compared on the same instruction set. By default that is what
+the environment gives NumPy: when OPENBLAS_CORETYPE holds OpenBLAS to an AVX2 core (Haswell, Zen),
+CTranslate2 and torch are capped to AVX2 too (CT2_FORCE_CPU_ISA, ONEDNN_MAX_CPU_ISA,
+MKL_ENABLE_INSTRUCTIONS, ATEN_CPU_CAPABILITY); otherwise each engine takes its widest kernels.
+The header line says which. A run with npgpt on AVX2 and a peer on AVX-512 compares instruction
+sets, not engines: the matrix products alone differ almost twofold (profile_generate.py).
 
 Targets (issue 18): decode >= 1.0x CTranslate2 float32, prefill of 512 tokens >= 1.0x; (issue 5)
 decode >= 1.5x torch, prefill >= 1.0x torch.
@@ -58,6 +67,38 @@ import numpy as np
 
 ENGINES = ("npgpt", "ctranslate2", "torch")
 PEERS = {"ctranslate2": "CT2 f32", "torch": "torch"}
+# The instruction sets the engines may use. NumPy's OpenBLAS picks its kernels for the CPU at load
+# unless OPENBLAS_CORETYPE names a core; CTranslate2's matrix products (oneDNN on AMD, MKL on Intel)
+# and its own kernels, and torch's, pick theirs unless these variables cap them. AVX2 is what most
+# laptops have; a CPU with AVX-512 runs each engine's widest kernels under "native".
+AVX2_CORETYPES = {"haswell", "zen"}  # OpenBLAS core names whose kernels are AVX2 (no AVX-512)
+ISA_ENV = {
+    "avx2": {"npgpt": {"OPENBLAS_CORETYPE": "Haswell"},
+             "ctranslate2": {"CT2_FORCE_CPU_ISA": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
+             "torch": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}},
+    "native": {"npgpt": {"OPENBLAS_CORETYPE": None}, "ctranslate2": {}, "torch": {}},
+}
+
+
+def chosen_isa(isa: str) -> str:
+    """``--isa`` as run: "auto" follows this environment, AVX2 for every engine when
+    OPENBLAS_CORETYPE holds NumPy to AVX2 kernels (like for like), else each engine's native."""
+    if isa != "auto":
+        return isa
+    return "avx2" if os.environ.get("OPENBLAS_CORETYPE", "").lower() in AVX2_CORETYPES else "native"
+
+
+def worker_env(engine: str, isa: str) -> dict:
+    """This process's environment with ``engine``'s instruction-set variables for ``isa``."""
+    env = dict(os.environ)
+    for name, value in ISA_ENV[isa][engine].items():
+        if value is None:
+            env.pop(name, None)
+        else:
+            env[name] = value
+    return env
+
+
 # (what, peer) -> the smallest npgpt / peer ratio asked for
 TARGETS = {("decode", "ctranslate2"): 1.0, ("prefill 512", "ctranslate2"): 1.0,
            ("decode", "torch"): 1.5, ("prefill", "torch"): 1.0}
@@ -252,7 +293,7 @@ def run_rounds(args, folders: dict, new_tokens: int, runs: int) -> dict:
     for _ in range(args.rounds):
         for engine in args.engines:
             done = subprocess.run(base + ["--worker", engine, "--folder", folders[engine]], capture_output=True,
-                                  text=True)
+                                  text=True, env=worker_env(engine, chosen_isa(args.isa)))
             if done.returncode:
                 sys.exit(f"the {engine} worker failed:\n{done.stderr[-3000:]}")
             out = json.loads(done.stdout.strip().splitlines()[-1])
@@ -321,6 +362,9 @@ def main(argv=None) -> int:
                         help="which engines to run (default: all three; npgpt's ratios need npgpt)")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
                         help="how npgpt holds the weights in memory (npgpt.load's dtype; the peers stay float32)")
+    parser.add_argument("--isa", choices=["auto", "avx2", "native"], default="auto",
+                        help="the kernels every engine may use: avx2 (a laptop's), native (this CPU's widest), or auto "
+                             "(default): avx2 for all when OPENBLAS_CORETYPE holds NumPy to AVX2 kernels, else native")
     parser.add_argument("--worker", choices=ENGINES, help=argparse.SUPPRESS)
     parser.add_argument("--folder", help=argparse.SUPPRESS)
     parser.add_argument("--build", metavar="ROOT", help=argparse.SUPPRESS)
@@ -333,6 +377,16 @@ def main(argv=None) -> int:
     if args.worker:
         return worker(args.worker, args.folder, args.prompt_lengths, new_tokens, runs, args.dtype)
     return compare(args, new_tokens, runs)
+
+
+def isa_line(isa: str) -> str:
+    """What the header says of the kernels."""
+    run = chosen_isa(isa)
+    if run == "native":
+        return "kernels: each engine's widest for this CPU (OPENBLAS_CORETYPE unset for npgpt)"
+    why = " as OPENBLAS_CORETYPE holds NumPy's" if isa == "auto" else ""
+    caps = "; ".join(f"{e}: " + " ".join(f"{k}={v}" for k, v in env.items()) for e, env in ISA_ENV["avx2"].items())
+    return f"kernels: AVX2 for every engine{why} ({caps}; --isa native lifts the caps)"
 
 
 def compare(args, new_tokens: int, runs: int) -> int:
@@ -359,7 +413,7 @@ def compare(args, new_tokens: int, runs: int) -> int:
         config = npgpt.GPT2Config.load(os.path.join(model, "config.json"))
         print(f"{args.model_size}: {config.n_params() / 1e6:.0f}M parameters, random weights, float32 (npgpt holds "
               f"them as {args.dtype}); {n_threads} threads (numpy: {blas}; torch {versions['torch']}; ctranslate2 "
-              f"{versions['ctranslate2']}); OPENBLAS_CORETYPE={os.environ.get('OPENBLAS_CORETYPE', '(unset)')}; "
+              f"{versions['ctranslate2']}); {isa_line(args.isa)}; "
               f"each engine in its own process, {args.rounds} processes each, "
               f"alternating; median of {runs * args.rounds} runs, {new_tokens} new tokens per run", flush=True)
         results = run_rounds(args, folders, new_tokens, runs)
