@@ -242,11 +242,15 @@ def test_causal_attention_relative_to_the_own_key_and_its_fallback(n_past):
     k, v = randn(rng, batch, n_head, n_kv, d_head), randn(rng, batch, n_head, n_kv, d_head)
     mask = ref.causal_mask(np.ones((batch, n_kv), bool), n_seq)
     close(fast.causal_attention(q, k, v, mask, block=4), ref.attention(q, k, v, mask))
+    own = np.einsum("bhsd,bhsd->bhs", q, k[:, :, n_past:])[..., None] / np.sqrt(d_head)  # each query's own-key score
+    shifted = fast.attention_shifted(q, k, v, mask[..., n_past:], own)  # ordinary scores: the shifted path holds
+    assert shifted is not None
+    close(shifted, ref.attention(q, k, v, mask))
     q[0, 1, 7] = k[0, 1, 0] * 40.0  # query 7 of head 1 scores far higher on key 0 ...
     k[0, 1, n_past + 7] = -k[0, 1, 0]  # ... than on its own key
     scores = q[0, 1, 7] @ k[0, 1, : n_past + 8].T / np.sqrt(d_head)
     assert scores.max() - scores[n_past + 7] > 100  # exp(top - own) overflows float32
-    own = np.einsum("bhsd,bhsd->bhs", q, k[:, :, n_past:])[..., None] / np.sqrt(d_head)
+    own = np.einsum("bhsd,bhsd->bhs", q, k[:, :, n_past:])[..., None] / np.sqrt(d_head)  # again, after the change
     block = slice(4, 8)  # the block holding query 7
     assert fast.attention_shifted(q[:, :, block], k[:, :, : n_past + 8], v[:, :, : n_past + 8],
                                   mask[:, :, block, n_past + 4 : n_past + 8], own[:, :, block]) is None  # the overflow is seen

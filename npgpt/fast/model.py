@@ -14,7 +14,8 @@ What changes, and why it is faster:
                       and a block's scores stay in the CPU cache through the softmax; without
                       padding only the block's own square of the mask is added, and each row's
                       exponentials are taken relative to the query's score against its own key
-                      (exact, as any constant is), which saves the pass that finds the row's max
+                      (a softmax is unchanged by any per-row constant), which saves the pass that
+                      finds the row's max
     row sums          a product with a column of ones (a third of np.add.reduce's time)
     last_only         the last block computes one query and one MLP row when only the last
                       position's logits are wanted (generation's prefill)
