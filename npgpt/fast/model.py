@@ -120,13 +120,14 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, pat
     return z
 
 
-def attention_shifted(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, shift: np.ndarray) -> np.ndarray | None:
+def attention_shifted(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, shift: np.ndarray,
+                      pattern: np.ndarray | None = None) -> np.ndarray | None:
     """``attention`` with each row's exponentials taken relative to ``shift`` [..., n_seq, 1], the
     query's score against its own key, instead of the row's max: softmax(s) = softmax(s - c) for
     any c, and since every query sees its own key, exp(0) = 1 is in every row's sum, so nothing
     underflows that matters. This saves the pass that finds each row's max; the row sums come from
     a product with ones. Returns None when some key scores so far above the query's own (about 88)
-    that exp overflows float32: the caller then takes ``attention``."""
+    that exp overflows float32: the caller then takes ``attention``. ``pattern`` as there."""
     scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.swapaxes(-1, -2)  # [batch, n_head, n_seq, n_kv]
     scores -= shift
     scores[..., scores.shape[-1] - mask.shape[-1] :] += mask
@@ -135,6 +136,10 @@ def attention_shifted(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndar
     sums = row_sums(scores)  # [batch, n_head, n_seq, 1], >= 1
     if not np.isfinite(sums).all():
         return None
+    if pattern is not None:
+        scores *= 1.0 / sums  # the softmax, kept
+        pattern[...] = scores
+        return scores @ v
     z = scores @ v  # [batch, n_head, n_seq, d_head], before the division
     z /= sums
     return z
@@ -152,7 +157,7 @@ def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarr
     n_past = n_kv - n_seq
     padded = bool(np.isneginf(mask[:, :, -1]).any())  # a key the last query cannot see is padding
     own = None  # [batch, n_head, n_seq, 1]: each query's score against its own key, when every query sees it
-    if not padded and pattern is None:
+    if not padded:
         own = np.einsum("bhsd,bhsd->bhs", q, k[:, :, n_past:])[..., None] * (1.0 / math.sqrt(q.shape[-1]))
     z = np.empty(q.shape, dtype=np.result_type(q, v))  # [batch, n_head, n_seq, d_head]
     for start in range(0, n_seq, block):
@@ -160,8 +165,9 @@ def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarr
         seen = n_past + stop  # keys 0 .. seen-1: all any query of this block may look at
         block_mask = mask[:, :, start:stop, : seen] if padded else mask[:, :, start:stop, n_past + start : seen]
         args = q[:, :, start:stop], k[:, :, :seen], v[:, :, :seen], block_mask
-        out = None if own is None else attention_shifted(*args, own[:, :, start:stop])
-        z[:, :, start:stop] = out if out is not None else attention(*args, None if pattern is None else pattern[:, :, start:stop, :seen])
+        kept = None if pattern is None else pattern[:, :, start:stop, :seen]
+        out = None if own is None else attention_shifted(*args, own[:, :, start:stop], kept)
+        z[:, :, start:stop] = out if out is not None else attention(*args, kept)
     return z
 
 
