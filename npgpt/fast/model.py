@@ -110,7 +110,13 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, pat
     given, receives the softmax itself (divided before the product with V, as the reference does)."""
     scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.swapaxes(-1, -2)  # [batch, n_head, n_seq, n_kv]
     scores[..., scores.shape[-1] - mask.shape[-1] :] += mask
-    sums = exp_rows_(scores)  # [batch, n_head, n_seq, 1]
+    return weigh_values(scores, exp_rows_(scores), v, pattern)
+
+
+def weigh_values(scores: np.ndarray, sums: np.ndarray, v: np.ndarray, pattern: np.ndarray | None = None) -> np.ndarray:
+    """softmax @ V from the exponentiated ``scores`` [..., n_seq, n_kv] and their row ``sums``
+    [..., n_seq, 1]: divided after the product with V (on [n_seq, d_head] numbers), or before it
+    when ``pattern`` is to receive the softmax itself (as the reference divides)."""
     if pattern is not None:
         scores *= 1.0 / sums  # the softmax, kept
         pattern[...] = scores
@@ -136,13 +142,7 @@ def attention_shifted(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndar
     sums = row_sums(scores)  # [batch, n_head, n_seq, 1], >= 1
     if not np.isfinite(sums).all():
         return None
-    if pattern is not None:
-        scores *= 1.0 / sums  # the softmax, kept
-        pattern[...] = scores
-        return scores @ v
-    z = scores @ v  # [batch, n_head, n_seq, d_head], before the division
-    z /= sums
-    return z
+    return weigh_values(scores, sums, v, pattern)
 
 
 def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, block: int = ATTENTION_BLOCK,
