@@ -56,7 +56,8 @@ def test_gelu_and_softmax():
     scores[0, 0, 2] = -np.inf  # a fully masked row
     scores[1, :, :, 5] = -np.inf
     expected = ref.softmax(scores)
-    got = fast.softmax_(scores.copy())
+    got = scores.copy()
+    got /= fast.exp_rows_(got)  # the exponentials in place, then the division its callers make
     np.testing.assert_allclose(got, expected, rtol=1e-6, atol=1e-7)
     assert np.all(got[0, 0, 2] == 0)
 
@@ -231,29 +232,43 @@ def test_the_engine_sends_decode_steps_to_decode_step(tiny_model, monkeypatch):
 
 
 @pytest.mark.parametrize("n_past", [0, 6])
-def test_causal_attention_relative_to_the_own_key_and_its_fallback(n_past):
+def test_causal_attention_relative_to_the_own_key_and_its_fallback(n_past, monkeypatch):
     # Without padding, causal_attention takes each row's exponentials relative to the query's score
-    # against its own key, not the row's max. A key scoring far above it (exp overflows float32)
-    # must send that block back to the max-subtracting path: the same z, finite, no warning.
+    # against its own key, not the row's max. Keys scoring far above it (a row sum past
+    # SHIFTED_SUM_MAX, exp overflowing, or the product with V overflowing) must send that block back
+    # to the max-subtracting path: the same z, finite, no warning.
     rng = np.random.default_rng(7)
-    batch, n_head, n_seq, d_head = 1, 2, 10, 8
+    batch, n_head, n_seq, d_head = 1, 2, 10, 16
     n_kv = n_past + n_seq
     q = randn(rng, batch, n_head, n_seq, d_head)
-    k, v = randn(rng, batch, n_head, n_kv, d_head), randn(rng, batch, n_head, n_kv, d_head)
+    k, v = randn(rng, batch, n_head, n_kv, d_head), randn(rng, batch, n_head, n_kv, d_head, scale=30.0)
     mask = ref.causal_mask(np.ones((batch, n_kv), bool), n_seq)
     close(fast.causal_attention(q, k, v, mask, block=4), ref.attention(q, k, v, mask))
     own = np.einsum("bhsd,bhsd->bhs", q, k[:, :, n_past:])[..., None] / np.sqrt(d_head)  # each query's own-key score
     shifted = fast.attention_shifted(q, k, v, mask[..., n_past:], own)  # ordinary scores: the shifted path holds
     assert shifted is not None
     close(shifted, ref.attention(q, k, v, mask))
-    q[0, 1, 7] = k[0, 1, 0] * 40.0  # query 7 of head 1 scores far higher on key 0 ...
-    k[0, 1, n_past + 7] = -k[0, 1, 0]  # ... than on its own key
-    scores = q[0, 1, 7] @ k[0, 1, : n_past + 8].T / np.sqrt(d_head)
-    assert scores.max() - scores[n_past + 7] > 100  # exp(top - own) overflows float32
-    own = np.einsum("bhsd,bhsd->bhs", q, k[:, :, n_past:])[..., None] / np.sqrt(d_head)  # again, after the change
-    block = slice(4, 8)  # the block holding query 7
-    assert fast.attention_shifted(q[:, :, block], k[:, :, : n_past + 8], v[:, :, : n_past + 8],
-                                  mask[:, :, block, n_past + 4 : n_past + 8], own[:, :, block]) is None  # the overflow is seen
-    with np.errstate(over="raise", invalid="raise", divide="raise"):  # what NumPy warns about by default
-        got = fast.causal_attention(q, k, v, mask, block=4)
-    close(got, ref.attention(q, k, v, mask))
+
+    # Each query's own key 60 above its other keys: the right shift keeps every sum near 1, a shift
+    # by any other key's score would not (e^60 > SHIFTED_SUM_MAX), and the block would fall back.
+    k[:, :, n_past:] = q * (60.0 * np.sqrt(d_head) / np.einsum("bhsd,bhsd->bhs", q, q)[..., None])
+    fallbacks = []
+    monkeypatch.setattr(fast, "attention", lambda *a: fallbacks.append(1) or ref.attention(*a[:4]))
+    close(fast.causal_attention(q, k, v, mask, block=4), ref.attention(q, k, v, mask))
+    assert not fallbacks  # every block took the shifted path: the shift was each query's own key
+    monkeypatch.undo()
+
+    for gap, v_scale in ((50.0, 1.0), (87.0, 1.0), (120.0, 1.0), (40.0, 1e24)):
+        # past SHIFTED_SUM_MAX; near the float32 limit of exp; past it; a sum within bounds but
+        # values so large that exp(40) * v overflows the product with V, though the softmax's does not
+        k2, v = k.copy(), v * np.float32(v_scale)
+        k2[0, 1, 0] = q[0, 1, 7] * ((gap + 60.0) * np.sqrt(d_head) / (q[0, 1, 7] @ q[0, 1, 7]))  # key 0 scores `gap` above query 7's own
+        scores = q[0, 1, 7] @ k2[0, 1, : n_past + 8].T / np.sqrt(d_head)
+        assert abs(scores.max() - scores[n_past + 7] - gap) < 1e-3 * gap
+        own = np.einsum("bhsd,bhsd->bhs", q, k2[:, :, n_past:])[..., None] / np.sqrt(d_head)
+        block = slice(4, 8)  # the block holding query 7
+        assert fast.attention_shifted(q[:, :, block], k2[:, :, : n_past + 8], v[:, :, : n_past + 8],
+                                      mask[:, :, block, n_past + 4 : n_past + 8], own[:, :, block]) is None
+        with np.errstate(over="raise", invalid="raise", divide="raise"):  # what NumPy warns about by default
+            got = fast.causal_attention(q, k2, v, mask, block=4)
+        close(got, ref.attention(q, k2, v, mask))

@@ -67,7 +67,7 @@ def test_causal_attention_equals_attention(n_past, n_seq, block):
 
 
 def test_long_prompt_fast_path_equals_recorded_pass():
-    # model.logits on a long prompt takes causal_attention; run_with_cache takes the plain path.
+    # model.logits on a prompt takes causal_attention; run_with_cache takes the plain path.
     config = npgpt.GPT2Config(n_vocab=300, n_ctx=400, n_embd=32, n_head=4, n_layer=2)
     model = npgpt.random_model(config, seed=3)
     ids = np.random.default_rng(4).integers(0, 300, (2, 333))

@@ -5,18 +5,19 @@ What changes, and why it is faster:
 
     gelu              x / (1 + exp(-2u)) in place: 0.5 (1 + tanh(u)) = sigmoid(2u) without the
                       cancellation of 1 + tanh(u) near -1; one temporary instead of six
-    softmax           in place into the scores' memory (attention patterns are the largest arrays)
+    exp_rows_         the softmax's exponentials in place in the scores' memory (attention
+                      patterns are the largest arrays), its division left to the caller
     attention         q scaled before Q K^T (n_kv / d_head times fewer multiplications); the
                       softmax's division by each row's sum after the product with V (d_head
                       numbers per row instead of n_kv)
-    causal_attention  a long prompt's queries in blocks, each against only the keys up to its last
+    causal_attention  a prompt's queries in blocks, each against only the keys up to its last
                       query: every later key is masked anyway, so almost half the work is skipped
                       and a block's scores stay in the CPU cache through the softmax; without
                       padding only the block's own square of the mask is added, and each row's
                       exponentials are taken relative to the query's score against its own key
                       (a softmax is unchanged by any per-row constant), which saves the pass that
                       finds the row's max
-    row sums          a product with a column of ones (a third of np.add.reduce's time)
+    row sums          a product with a column of ones (BLAS; faster than np.add.reduce on these rows)
     last_only         the last block computes one query and one MLP row when only the last
                       position's logits are wanted (generation's prefill)
     layer_norm        one new array (centred, then scaled and shifted in place) instead of six; a
@@ -60,8 +61,8 @@ def gelu(x: np.ndarray) -> np.ndarray:
 
 def exp_rows_(x: np.ndarray) -> np.ndarray:
     """exp(x - max(x)) along the last axis, in x's own memory (x is overwritten); returns the row
-    sums [..., 1], at least the smallest normal float: ``softmax_`` without its last division, for
-    a caller that divides later on a smaller array."""
+    sums [..., 1], at least the smallest normal float: ``model.softmax`` without its division,
+    for a caller that divides later on a smaller array."""
     x_max = np.maximum.reduce(x, axis=-1, keepdims=True)
     np.maximum(x_max, np.finfo(x.dtype).min, out=x_max)  # a fully masked row: exp(-inf - finite) = 0 everywhere
     x -= x_max
@@ -70,15 +71,9 @@ def exp_rows_(x: np.ndarray) -> np.ndarray:
 
 
 def row_sums(x: np.ndarray) -> np.ndarray:
-    """x summed along its last axis, [..., 1]: a product with a column of ones, which BLAS does in
-    a third of the time of ``np.add.reduce`` on these rows."""
+    """x summed along its last axis, [..., 1]: a product with a column of ones, which BLAS does
+    faster than ``np.add.reduce`` on these rows."""
     return x @ np.ones((x.shape[-1], 1), dtype=x.dtype)
-
-
-def softmax_(x: np.ndarray) -> np.ndarray:
-    """``model.softmax`` along the last axis, computed in x's own memory (x is overwritten and returned)."""
-    x *= 1.0 / exp_rows_(x)  # one division per row
-    return x
 
 
 def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float = 1e-5) -> np.ndarray:
@@ -126,23 +121,29 @@ def weigh_values(scores: np.ndarray, sums: np.ndarray, v: np.ndarray, pattern: n
     return z
 
 
+SHIFTED_SUM_MAX = 2.0**64  # a row sum above this (a key scoring about 44 above the query's own) takes the max path
+
+
 def attention_shifted(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, shift: np.ndarray,
                       pattern: np.ndarray | None = None) -> np.ndarray | None:
     """``attention`` with each row's exponentials taken relative to ``shift`` [..., n_seq, 1], the
     query's score against its own key, instead of the row's max: softmax(s) = softmax(s - c) for
-    any c, and since every query sees its own key, exp(0) = 1 is in every row's sum, so nothing
-    underflows that matters. This saves the pass that finds each row's max; the row sums come from
-    a product with ones. Returns None when some key scores so far above the query's own (about 88)
-    that exp overflows float32: the caller then takes ``attention``. ``pattern`` as there."""
+    any c, and since every query sees its own key, exp(about 0) = about 1 is in every row's sum,
+    so nothing underflows that matters. This saves the pass that finds each row's max; the row
+    sums come from a product with ones. Returns None, for the caller to take ``attention``, when
+    a row's sum is not between 0.5 and ``SHIFTED_SUM_MAX`` (a key scoring far above the query's
+    own, or NaN) or the product with V overflows. ``pattern`` as in ``attention``."""
     scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.swapaxes(-1, -2)  # [batch, n_head, n_seq, n_kv]
     scores -= shift
     scores[..., scores.shape[-1] - mask.shape[-1] :] += mask
     with np.errstate(over="ignore"):
         np.exp(scores, out=scores)
-    sums = row_sums(scores)  # [batch, n_head, n_seq, 1], >= 1
-    if not np.isfinite(sums).all():
+    sums = row_sums(scores)  # [batch, n_head, n_seq, 1], about 1 or more
+    if not np.all((sums >= 0.5) & (sums <= SHIFTED_SUM_MAX)):  # NaN fails both
         return None
-    return weigh_values(scores, sums, v, pattern)
+    with np.errstate(over="ignore", invalid="ignore"):
+        z = weigh_values(scores, sums, v, pattern)
+    return z if np.isfinite(z).all() else None
 
 
 def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, block: int = ATTENTION_BLOCK,

@@ -6,7 +6,7 @@ of ``npgpt/model.py`` (at 1,024 tokens of gpt2: q, k, v, scores, patterns, MLP a
 logits, several gigabytes). Here only the patterns are kept, and what no pattern depends on is
 skipped: the last block's MLP, the final layer norm and the LM head (a third of the forward
 pass's multiplications at gpt2's size). The attention is ``fast.causal_attention``, asked to keep
-each block's softmax: long prompts run in blocks of queries, each against only the keys up to its
+each block's softmax: prompts run in blocks of queries, each against only the keys up to its
 last query; the masked future is stored as 0, which is what the reference's softmax gives it.
 
 Leaves out: padding, a KV cache and hooks (``npgpt/engine.py`` sends hooks to the reference).
