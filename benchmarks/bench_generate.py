@@ -76,8 +76,8 @@ ISA_ENV = {
     "avx2": {"npgpt": {"OPENBLAS_CORETYPE": "Haswell"},
              "ctranslate2": {"CT2_FORCE_CPU_ISA": "AVX2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"},
              "torch": {"ATEN_CPU_CAPABILITY": "avx2", "ONEDNN_MAX_CPU_ISA": "AVX2", "MKL_ENABLE_INSTRUCTIONS": "AVX2"}},
-    "native": {"npgpt": {"OPENBLAS_CORETYPE": None}, "ctranslate2": {}, "torch": {}},
 }
+ISA_ENV["native"] = {engine: dict.fromkeys(caps) for engine, caps in ISA_ENV["avx2"].items()}  # every cap lifted
 
 
 def chosen_isa(isa: str) -> str:
@@ -89,12 +89,13 @@ def chosen_isa(isa: str) -> str:
 
 
 def worker_env(engine: str, isa: str) -> dict:
-    """This process's environment with ``engine``'s instruction-set variables for ``isa``."""
+    """This process's environment with ``engine``'s instruction-set variables for ``isa`` (set, or
+    removed for "native"); an OPENBLAS_CORETYPE that already names an AVX2 core is kept."""
     env = dict(os.environ)
     for name, value in ISA_ENV[isa][engine].items():
         if value is None:
             env.pop(name, None)
-        else:
+        elif not (name == "OPENBLAS_CORETYPE" and env.get(name, "").lower() in AVX2_CORETYPES):
             env[name] = value
     return env
 
@@ -383,7 +384,7 @@ def isa_line(isa: str) -> str:
     """What the header says of the kernels."""
     run = chosen_isa(isa)
     if run == "native":
-        return "kernels: each engine's widest for this CPU (OPENBLAS_CORETYPE unset for npgpt)"
+        return "kernels: each engine's widest for this CPU (OPENBLAS_CORETYPE and the peers' caps unset)"
     why = " as OPENBLAS_CORETYPE holds NumPy's" if isa == "auto" else ""
     caps = "; ".join(f"{e}: " + " ".join(f"{k}={v}" for k, v in env.items()) for e, env in ISA_ENV["avx2"].items())
     return f"kernels: AVX2 for every engine{why} ({caps}; --isa native lifts the caps)"

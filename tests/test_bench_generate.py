@@ -4,6 +4,7 @@ environment holds for ``--isa``, and what "auto" makes of this environment."""
 from __future__ import annotations
 
 import importlib.util
+import json
 from pathlib import Path
 
 import pytest
@@ -23,13 +24,36 @@ def test_auto_follows_what_openblas_coretype_gives_numpy(monkeypatch, coretype, 
     assert bench.chosen_isa("native") == "native" and bench.chosen_isa("avx2") == "avx2"  # explicit choices stand
 
 
-def test_avx2_caps_every_engine_and_native_lifts_numpys(monkeypatch):
+def test_avx2_caps_every_engine_and_native_lifts_every_cap(monkeypatch):
     monkeypatch.setenv("OPENBLAS_CORETYPE", "SkylakeX")
-    monkeypatch.delenv("ONEDNN_MAX_CPU_ISA", raising=False)
+    for name in ("CT2_FORCE_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS", "ATEN_CPU_CAPABILITY"):
+        monkeypatch.setenv(name, "AVX512")  # caps someone left in the environment
     assert bench.worker_env("npgpt", "avx2")["OPENBLAS_CORETYPE"] == "Haswell"
     ct2 = bench.worker_env("ctranslate2", "avx2")
     assert (ct2["CT2_FORCE_CPU_ISA"], ct2["ONEDNN_MAX_CPU_ISA"], ct2["MKL_ENABLE_INSTRUCTIONS"]) == ("AVX2", "AVX2", "AVX2")
-    assert bench.worker_env("torch", "avx2")["ATEN_CPU_CAPABILITY"] == "avx2"
-    assert "OPENBLAS_CORETYPE" not in bench.worker_env("npgpt", "native")
-    assert "ONEDNN_MAX_CPU_ISA" not in bench.worker_env("ctranslate2", "native")
+    torch = bench.worker_env("torch", "avx2")
+    assert (torch["ATEN_CPU_CAPABILITY"], torch["ONEDNN_MAX_CPU_ISA"]) == ("avx2", "AVX2")
+    native = {engine: bench.worker_env(engine, "native") for engine in bench.ENGINES}
+    assert "OPENBLAS_CORETYPE" not in native["npgpt"]
+    assert not {"CT2_FORCE_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"} & set(native["ctranslate2"])
+    assert not {"ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS"} & set(native["torch"])
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Zen")  # already an AVX2 core: kept
+    assert bench.worker_env("npgpt", "avx2")["OPENBLAS_CORETYPE"] == "Zen"
     assert "AVX2 for every engine" in bench.isa_line("avx2") and "widest" in bench.isa_line("native")
+
+
+def test_each_worker_runs_in_its_engines_environment(monkeypatch):
+    seen = {}
+
+    def fake_run(command, env, **_):
+        engine = command[command.index("--worker") + 1]
+        seen[engine] = env
+        out = {"timings": {"8": [[0.1, 10.0]]}, "peak_rss_mb": 1.0, "parent_rss_mb": 1.0}
+        return type("Done", (), {"returncode": 0, "stdout": json.dumps(out), "stderr": ""})()
+
+    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+    monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
+    args = bench.argparse.Namespace(engines=list(bench.ENGINES), rounds=1, dtype="float32", prompt_lengths=[8], isa="auto")
+    bench.run_rounds(args, dict.fromkeys(bench.ENGINES, "DIR"), new_tokens=4, runs=1)
+    assert seen["ctranslate2"]["ONEDNN_MAX_CPU_ISA"] == "AVX2" and seen["torch"]["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert seen["npgpt"]["OPENBLAS_CORETYPE"] == "Haswell"
