@@ -220,6 +220,14 @@ def weight_matrices(params: dict) -> list[np.ndarray]:
     return [block[part][name]["weight"] for block in params["h"] for part, name in MATRICES] + [params["wte"]["weight"]]
 
 
+def decode_products(params: dict) -> list:
+    """The matrix-vector products of a decode step, for ``sweep_seconds``: x @ W with each block
+    matrix as ``params`` holds it, then wte @ x (the LM head, as ``unembed`` reads it)."""
+    matrices = weight_matrices(params)
+    return [(m, np.ones(m.shape[0], np.float32), True) for m in matrices[:-1]] + \
+        [(matrices[-1], np.ones(matrices[-1].shape[1], np.float32), False)]
+
+
 def sweep_seconds(products: list, sweeps: int) -> float:
     """The best time of ``sweeps`` runs of every product in turn: (matrix, vector, True) is
     vector @ matrix, (matrix, vector, False) matrix @ vector."""
@@ -238,12 +246,10 @@ def bandwidth(params: dict, sweeps: int = 7) -> dict:
     first decode step (the blocks' matrices column-major, ``npgpt/fast/layout.py``; BLAS's dot
     kernel) and (2) as the checkpoint stores them (row-major copies; BLAS's axpy kernel). The
     copies are made after the worker's peak memory has been read."""
-    matrices = weight_matrices(params)
-    lm_head = (matrices[-1], np.ones(matrices[-1].shape[1], np.float32), False)  # wte @ x, as unembed reads it
-    own = [(m, np.ones(m.shape[0], np.float32), True) for m in matrices[:-1]] + [lm_head]
-    n_bytes = sum(m.nbytes for m in matrices)
+    own = decode_products(params)
+    n_bytes = sum(m.nbytes for m, _, _ in own)
     out = {"bytes": n_bytes, "own_gb_per_s": n_bytes / sweep_seconds(own, sweeps) / 1e9}
-    row_major = [(np.ascontiguousarray(m), x, True) for m, x, _ in own[:-1]] + [lm_head]
+    row_major = [(np.ascontiguousarray(m), x, True) for m, x, _ in own[:-1]] + own[-1:]
     out["row_major_gb_per_s"] = n_bytes / sweep_seconds(row_major, sweeps) / 1e9
     return out
 

@@ -26,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import npgpt  # noqa: E402
-from bench_generate import sweep_seconds, weight_matrices  # noqa: E402
+from bench_generate import decode_products, sweep_seconds  # noqa: E402
 from npgpt.fast import layout  # noqa: E402
 from npgpt.fast import model as fast  # noqa: E402
 from npgpt.kv_cache import KVCache  # noqa: E402
@@ -90,9 +90,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     layout.for_decode(column_major)  # what generation's first decode step does, once
     relayout = time.perf_counter() - start
-    products = [(m, np.ones(m.shape[0], np.float32), True) for m in weight_matrices(column_major)[:-1]]
-    products.append((params["wte"]["weight"], np.ones(config.n_embd, np.float32), False))  # wte @ x, as unembed
-    sweep = sweep_seconds(products, 7) * 1e3
+    sweep = sweep_seconds(decode_products(column_major), 7) * 1e3
     print(f"decode step after {args.tokens}: {best_ms(step(params), inner=20):.1f} ms on row-major matrices, "
           f"{best_ms(step(column_major), inner=20):.1f} ms column-major (laid out once, in {relayout:.2f} s); "
           f"the matrix-vector products alone: {sweep:.1f} ms")

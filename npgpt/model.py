@@ -285,10 +285,10 @@ def random_params(config: GPT2Config | str, seed: int | np.random.Generator = 0,
     0.02 in a 64-128 wide model is what let notebook 11's induction head form within a minute
     (raising ``init_std``, every weight, did not).
     """
-    for name, value in (("init_std", init_std), ("attn_init_std", init_std if attn_init_std is None else attn_init_std)):
+    attn_std = init_std if attn_init_std is None else attn_init_std
+    for name, value in (("init_std", init_std), ("attn_init_std", attn_std)):
         if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
             raise ValueError(f"{name} must be a positive number (GPT-2 uses 0.02), got {value!r}")
-    attn_std = init_std if attn_init_std is None else attn_init_std
     if position_init not in POSITION_INITS:
         raise ValueError(f"position_init must be one of {', '.join(POSITION_INITS)}, got {position_init!r}")
     config = get_config(config)

@@ -230,7 +230,6 @@ def test_the_engine_sends_decode_steps_to_decode_step(tiny_model, monkeypatch):
     assert len(result.completions[0].ids) == 4
 
 
-
 @pytest.mark.parametrize("n_past", [0, 6])
 def test_causal_attention_relative_to_the_own_key_and_its_fallback(n_past, monkeypatch):
     # Without padding, causal_attention takes each row's exponentials relative to the query's score

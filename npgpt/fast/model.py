@@ -103,9 +103,15 @@ def attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, pat
     instead of [n_seq, n_kv]. ``mask`` may cover only the last keys ([..., n_seq, m], m < n_kv)
     when every earlier key is visible to every query. ``pattern`` ([..., n_seq, n_kv]), when
     given, receives the softmax itself (divided before the product with V, as the reference does)."""
-    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.swapaxes(-1, -2)  # [batch, n_head, n_seq, n_kv]
-    scores[..., scores.shape[-1] - mask.shape[-1] :] += mask
+    scores = masked_scores(q, k, mask)  # [batch, n_head, n_seq, n_kv]
     return weigh_values(scores, exp_rows_(scores), v, pattern)
+
+
+def masked_scores(q: np.ndarray, k: np.ndarray, mask: np.ndarray) -> np.ndarray:
+    """(Q / sqrt(d_head)) K^T + mask [..., n_seq, n_kv], the mask added to its last keys only."""
+    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.swapaxes(-1, -2)
+    scores[..., scores.shape[-1] - mask.shape[-1] :] += mask
+    return scores
 
 
 def weigh_values(scores: np.ndarray, sums: np.ndarray, v: np.ndarray, pattern: np.ndarray | None = None) -> np.ndarray:
@@ -133,9 +139,8 @@ def attention_shifted(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndar
     sums come from a product with ones. Returns None, for the caller to take ``attention``, when
     a row's sum is not between 0.5 and ``SHIFTED_SUM_MAX`` (a key scoring far above the query's
     own, or NaN) or the product with V overflows. ``pattern`` as in ``attention``."""
-    scores = (q * (1.0 / math.sqrt(q.shape[-1]))) @ k.swapaxes(-1, -2)  # [batch, n_head, n_seq, n_kv]
-    scores -= shift
-    scores[..., scores.shape[-1] - mask.shape[-1] :] += mask
+    scores = masked_scores(q, k, mask)  # [batch, n_head, n_seq, n_kv]
+    scores -= shift  # -inf where masked stays -inf
     with np.errstate(over="ignore"):
         np.exp(scores, out=scores)
     sums = row_sums(scores)  # [batch, n_head, n_seq, 1], about 1 or more

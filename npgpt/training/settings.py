@@ -13,6 +13,7 @@ from dataclasses import dataclass
 
 from ..config import GPT2Config
 from ..errors import ConfigError
+from .data import REPEAT_SOURCES
 
 
 @dataclass(frozen=True)
@@ -113,8 +114,8 @@ class TrainSettings:
         if self.attn_init_std is not None and not (isinstance(self.attn_init_std, (int, float))
                                                    and math.isfinite(self.attn_init_std) and self.attn_init_std > 0):
             raise ConfigError(f"attn_init_std must be > 0 or None, got {self.attn_init_std!r}")
-        if self.repeat_source not in ("random", "text"):
-            raise ConfigError(f"repeat_source must be 'random' or 'text', got {self.repeat_source!r}")
+        if self.repeat_source not in REPEAT_SOURCES:
+            raise ConfigError(f"repeat_source must be one of {', '.join(REPEAT_SOURCES)}, got {self.repeat_source!r}")
         if not 0 <= self.repeat_fraction <= 1:
             raise ConfigError(f"repeat_fraction must be in [0, 1], got {self.repeat_fraction}")
 
