@@ -13,13 +13,13 @@ What changes, and why it is faster:
     causal_attention  a prompt's queries in blocks, each against only the keys up to its last
                       query: every later key is masked anyway, so almost half the work is skipped
                       and a block's scores stay in the CPU cache through the softmax; without
-                      padding only the block's own square of the mask is added, and each row's
-                      exponentials are taken relative to the query's score against its own key
-                      (a softmax is unchanged by any per-row constant), which saves the pass that
-                      finds the row's max
+                      padding only the block's own square of the mask is added, and exp(scores)
+                      is taken without subtracting each row's max (no score comes near exp's
+                      overflow in a working model; a block where one does takes the max path),
+                      which saves the passes that find and subtract it
     row sums          a product with a column of ones (BLAS; faster than np.add.reduce on these rows)
-    last_only         the last block computes one query and one MLP row when only the last
-                      position's logits are wanted (generation's prefill)
+    last_only         the last block computes one query (from the last row's projection) and one
+                      MLP row when only the last position's logits are wanted (generation's prefill)
     layer_norm        one new array (centred, then scaled and shifted in place) instead of six; a
                       multiplication by 1 / std per number instead of a division
     unembed           float16-held weights widened 8192 rows at a time, never a whole float32 copy
@@ -127,24 +127,24 @@ def weigh_values(scores: np.ndarray, sums: np.ndarray, v: np.ndarray, pattern: n
     return z
 
 
-SHIFTED_SUM_MAX = 2.0**64  # a row sum above this (a key scoring about 44 above the query's own) takes the max path
+UNSHIFTED_SUMS = (2.0**-60, 2.0**64)  # row sums outside this range (a score above about 44, or every score of a row below about -41) take the max path
 
 
-def attention_shifted(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, shift: np.ndarray,
-                      pattern: np.ndarray | None = None) -> np.ndarray | None:
-    """``attention`` with each row's exponentials taken relative to ``shift`` [..., n_seq, 1], the
-    query's score against its own key, instead of the row's max: softmax(s) = softmax(s - c) for
-    any c, and since every query sees its own key, exp(about 0) = about 1 is in every row's sum,
-    so nothing underflows that matters. This saves the pass that finds each row's max; the row
-    sums come from a product with ones. Returns None, for the caller to take ``attention``, when
-    a row's sum is not between 0.5 and ``SHIFTED_SUM_MAX`` (a key scoring far above the query's
-    own, or NaN) or the product with V overflows. ``pattern`` as in ``attention``."""
+def attention_unshifted(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray,
+                        pattern: np.ndarray | None = None) -> np.ndarray | None:
+    """``attention`` with exp(scores) taken as they are, without subtracting each row's max first.
+    The max is there to keep exp from overflowing, and in a working model's attention no score
+    comes near that (float32's exp overflows above 88; trained GPT-2 sizes here score at most
+    about 28): this saves the pass that finds each row's max and the pass that subtracts it; the
+    row sums come from a product with ones. Returns None, for the caller to take ``attention``,
+    when a row's sum leaves ``UNSHIFTED_SUMS`` (a score above about 44, a row whose every score is
+    below about -41, or NaN) or the product with V overflows. ``pattern`` as in ``attention``."""
     scores = masked_scores(q, k, mask)  # [batch, n_head, n_seq, n_kv]
-    scores -= shift  # -inf where masked stays -inf
     with np.errstate(over="ignore"):
-        np.exp(scores, out=scores)
-    sums = row_sums(scores)  # [batch, n_head, n_seq, 1], about 1 or more
-    if not np.all((sums >= 0.5) & (sums <= SHIFTED_SUM_MAX)):  # NaN fails both
+        np.exp(scores, out=scores)  # -inf where masked: 0
+    sums = row_sums(scores)  # [batch, n_head, n_seq, 1]
+    low, high = UNSHIFTED_SUMS
+    if not np.all((sums >= low) & (sums <= high)):  # NaN fails both
         return None
     with np.errstate(over="ignore", invalid="ignore"):
         z = weigh_values(scores, sums, v, pattern)
@@ -156,15 +156,12 @@ def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarr
     """``attention`` for ``block`` queries at a time, each block against the keys up to its last
     query only (shapes as ``attention``; k and v hold the cached past first). Without padding,
     the keys before a block's first query are visible to all of it: only the block's own square
-    of the mask is added, and each query's score against its own key stands in for its row's max
-    (``attention_shifted``). ``pattern`` [batch, n_head, n_seq, n_kv], when given, receives each
-    block's softmax; the keys a block skips keep what ``pattern`` held (zeros: the masked future)."""
+    of the mask is added, and the exponentials are taken without subtracting each row's max
+    (``attention_unshifted``) unless a score is too large for that. ``pattern`` [batch, n_head,
+    n_seq, n_kv], when given, receives each block's softmax; the keys a block skips keep what ``pattern`` held (zeros: the masked future)."""
     n_seq, n_kv = q.shape[2], k.shape[2]
     n_past = n_kv - n_seq
     padded = bool(np.isneginf(mask[:, :, -1]).any())  # a key the last query cannot see is padding
-    own = None  # [batch, n_head, n_seq, 1]: each query's score against its own key, when every query sees it
-    if not padded:
-        own = np.einsum("bhsd,bhsd->bhs", q, k[:, :, n_past:])[..., None] * (1.0 / math.sqrt(q.shape[-1]))
     z = np.empty(q.shape, dtype=np.result_type(q, v))  # [batch, n_head, n_seq, d_head]
     for start in range(0, n_seq, block):
         stop = min(start + block, n_seq)
@@ -172,19 +169,25 @@ def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarr
         block_mask = mask[:, :, start:stop, : seen] if padded else mask[:, :, start:stop, n_past + start : seen]
         args = q[:, :, start:stop], k[:, :, :seen], v[:, :, :seen], block_mask
         kept = None if pattern is None else pattern[:, :, start:stop, :seen]
-        out = None if own is None else attention_shifted(*args, own[:, :, start:stop], kept)
+        out = None if padded else attention_unshifted(*args, kept)
         z[:, :, start:stop] = out if out is not None else attention(*args, kept)
     return z
 
 
 def mha(x, c_attn, c_proj, n_head: int, mask: np.ndarray, kv=None, last_only: bool = False) -> np.ndarray:
-    """``model.mha``; with ``last_only``, keys and values for every position but one query, the last."""
-    q, k, v = (split_heads(t, n_head) for t in np.split(linear(x, **c_attn), 3, axis=-1))
+    """``model.mha``; with ``last_only``, keys and values for every position but one query, the last
+    (its projection from the last row alone: a third of the product skipped)."""
+    if last_only:
+        weight, bias, n_embd = c_attn["weight"], c_attn["bias"], x.shape[-1]
+        q = linear(x[:, -1:], weight[:, :n_embd], bias[:n_embd])  # [batch, 1, n_embd]
+        k, v = np.split(linear(x, weight[:, n_embd:], bias[n_embd:]), 2, axis=-1)  # [batch, n_seq, n_embd] each
+        mask = mask[:, :, -1:]  # [batch, 1, 1, n_kv]
+    else:
+        q, k, v = np.split(linear(x, **c_attn), 3, axis=-1)
+    q, k, v = (split_heads(t, n_head) for t in (q, k, v))
     if kv is not None:
         k, v = kv.extend(k, v)  # [batch, n_head, n_kv, d_head]
-    if last_only:
-        q, mask = q[:, :, -1:], mask[:, :, -1:]  # [batch, n_head, 1, d_head], [batch, 1, 1, n_kv]
-    z = causal_attention(q, k, v, mask) if q.shape[2] > 1 else attention(q, k, v, mask)  # a prompt, or one new token
+    z = causal_attention(q, k, v, mask) if q.shape[2] > 1 else attention(q, k, v, mask)  # a prompt, or one query
     return linear(merge_heads(z), **c_proj)  # [batch, n_seq, n_embd]
 
 
