@@ -162,7 +162,8 @@ def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarr
     n_seq, n_kv = q.shape[2], k.shape[2]
     n_past = n_kv - n_seq
     padded = bool(np.isneginf(mask[:, :, -1]).any())  # a key the last query cannot see is padding
-    z = np.empty(q.shape, dtype=np.result_type(q, v))  # [batch, n_head, n_seq, d_head]
+    batch, n_head, _, d_head = q.shape  # z [batch, n_head, n_seq, d_head], laid out in memory as merge_heads
+    z = np.empty((batch, n_seq, n_head, d_head), dtype=np.result_type(q, v)).transpose(0, 2, 1, 3)  # lays it: merging is free
     for start in range(0, n_seq, block):
         stop = min(start + block, n_seq)
         seen = n_past + stop  # keys 0 .. seen-1: all any query of this block may look at
