@@ -57,6 +57,7 @@ from .labels import display_labels
 __all__ = ["attention_view", "show_attention", "AttentionView", "quantise", "encode_patterns"]
 
 DEFAULT_THRESHOLD = 3  # quantised units (of 1/255): lines for weights >= ~1.2% are drawn at first
+DEFLATE_LEVEL = 4  # not zlib's default 6: a 1,024-token gpt2 view deflates in 0.26 s instead of 0.87 s, for 11% more bytes
 QUANTISE_ROWS = 64  # query rows quantised at a time: a 12-head block of 1024 keys is 3 MB of float32
 
 
@@ -131,7 +132,7 @@ def _in_threads(function, items) -> list:
         return list(pool.map(function, items))
 
 
-def deflate(chunks, level: int = 6) -> bytes:
+def deflate(chunks, level: int = DEFLATE_LEVEL) -> bytes:
     """``zlib.compress(b"".join(chunks), level)``'s format, the chunks compressed in parallel threads
     (pigz's scheme): each chunk a run of raw deflate blocks ending on a byte boundary, primed with
     the 32 kB before it so that matches across the cut are still found, the last one final; the
@@ -147,7 +148,7 @@ def deflate(chunks, level: int = 6) -> bytes:
     check = 1
     for c in chunks:
         check = zlib.adler32(c, check)
-    return b"\x78\x9c" + b"".join(body) + check.to_bytes(4, "big")
+    return zlib.compress(b"", level)[:2] + b"".join(body) + check.to_bytes(4, "big")  # the header names the level
 
 
 def encode_patterns(patterns, compress: bool = True) -> tuple[bytes, bool]:
