@@ -120,7 +120,8 @@ def test_whole_model_with_padding_and_a_kv_cache(tiny_model, last_only):
     step_fast = fast.gpt2(ids[:, 8:], params, config, kv_cache=kv_fast, last_only=last_only)
     step_ref = ref.gpt2(ids[:, 8:], params, config, kv_cache=kv_ref, last_only=last_only)
     close(step_fast, step_ref)
-    close(kv_fast.keys, kv_ref.keys)
+    close(kv_fast.keys, kv_ref.keys)  # the last block's keys and values too, with last_only
+    close(kv_fast.values, kv_ref.values)
 
 
 def test_the_engine_sends_recording_and_hooks_to_the_reference(tiny_model, monkeypatch):
