@@ -255,11 +255,14 @@ def test_causal_attention_without_the_max_and_its_fallback(n_past, monkeypatch):
 
     block = slice(4, 8)  # the block holding query 7
     query = q[0, 1, 7]
-    for kind, score, v_scale in [("one", 50.0, 1.0), ("one", 87.0, 1.0), ("one", 120.0, 1.0), ("one", 40.0, 1e24),
-                                 ("all", -95.0, 1.0)]:
+    cases = [("one", 50.0, 1.0, True), ("one", 87.0, 1.0, True), ("one", 120.0, 1.0, True), ("one", 40.0, 1e24, True),
+             ("all", -95.0, 1.0, True), ("all", -25.0, 1.0, True), ("all", -17.0, 1e-25, False)]
+    for kind, score, v_scale, falls_back in cases:
         # one key past the sums' upper bound; near float32's exp limit; past it; a sum within bounds
         # but values so large that exp(40) * v overflows the product with V, though the softmax's
-        # does not; and every key query 7 sees scoring about -95 (exp subnormal, a few digits left)
+        # does not; every key query 7 sees scoring about -95 (exp subnormal, digits lost) and about
+        # -25 (below the sums' floor); and about -17, just above the floor, with values of V so
+        # small (1e-25) that the products keep their digits only because the floor is where it is
         k2, v2 = k.copy(), v * np.float32(v_scale)
         keys = [0] if kind == "one" else list(range(n_past + 8))
         for key in keys:  # key scaled along query 7 to score `score` (+- 0.5 for "all") against it
@@ -267,8 +270,11 @@ def test_causal_attention_without_the_max_and_its_fallback(n_past, monkeypatch):
             k2[0, 1, key] = query * (target * np.sqrt(d_head) / (query @ query))
         scores = query @ k2[0, 1, : n_past + 8].T / np.sqrt(d_head)
         assert abs(scores.max() - score) < (2.0 if kind == "all" else 1e-3 * score)
-        assert fast.attention_unshifted(q[:, :, block], k2[:, :, : n_past + 8], v2[:, :, : n_past + 8],
-                                        mask[:, :, block, n_past + 4 : n_past + 8]) is None
+        args = q[:, :, block], k2[:, :, : n_past + 8], v2[:, :, : n_past + 8], mask[:, :, block, n_past + 4 : n_past + 8]
+        unshifted = fast.attention_unshifted(*args)
+        assert (unshifted is None) == falls_back
+        if unshifted is not None:
+            close(unshifted, ref.attention(*args[:3], mask[:, :, block, : n_past + 8]))  # the block's full mask
         with np.errstate(over="raise", invalid="raise", divide="raise"):  # what NumPy warns about by default
             got = fast.causal_attention(q, k2, v2, mask, block=4)
         close(got, ref.attention(q, k2, v2, mask))
@@ -299,3 +305,19 @@ def test_trained_models_scores_stay_on_the_unshifted_path(name, most, monkeypatc
     for w in windows:
         model.logits(w)  # the fast forward pass: causal_attention over the whole window
     assert not [n for n in fallbacks if n > 1], "a block of a trained model's prompt took the max path"
+
+
+def test_causal_attention_keeps_the_max_below_float32(monkeypatch):
+    # attention_unshifted's bounds are float32's: float16 inputs (never made by npgpt, which widens
+    # float16 weights to float32 activations) take the max path, and still match the reference.
+    rng = np.random.default_rng(9)
+    q, k, v = (randn(rng, 1, 2, 9, 8).astype(np.float16) for _ in range(3))
+    mask = ref.causal_mask(np.ones((1, 9), bool), 9)
+    unshifted = []
+    real = fast.attention_unshifted
+    monkeypatch.setattr(fast, "attention_unshifted", lambda *a: unshifted.append(a[0].dtype) or real(*a))
+    got = fast.causal_attention(q, k, v, mask, block=4)
+    assert unshifted == [] and got.dtype == np.float16
+    close(got, ref.attention(q.astype(np.float32), k.astype(np.float32), v.astype(np.float32), mask), rtol=2e-3)
+    fast.causal_attention(q.astype(np.float32), k.astype(np.float32), v.astype(np.float32), mask, block=4)
+    assert unshifted == [np.float32] * 3  # float32 takes it, block by block

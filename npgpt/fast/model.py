@@ -127,18 +127,23 @@ def weigh_values(scores: np.ndarray, sums: np.ndarray, v: np.ndarray, pattern: n
     return z
 
 
-UNSHIFTED_SUMS = (2.0**-60, 2.0**64)  # row sums outside this range (a score above about 44, or every score of a row below about -41) take the max path
+UNSHIFTED_SUMS = (2.0**-30, 2.0**64)  # the row sums attention_unshifted accepts; outside them, the max path
 
 
 def attention_unshifted(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray,
                         pattern: np.ndarray | None = None) -> np.ndarray | None:
     """``attention`` with exp(scores) taken as they are, without subtracting each row's max first.
-    The max is there to keep exp from overflowing, and in a working model's attention no score
-    comes near that (float32's exp overflows above 88; trained GPT-2 sizes here score at most
-    about 28): this saves the pass that finds each row's max and the pass that subtracts it; the
+    The max is there to keep exp from overflowing (float32's overflows above 88), and attention
+    scores stay far below that in the trained models at hand (the two in ``weights/`` score at
+    most 28): this saves the pass that finds each row's max and the pass that subtracts it; the
     row sums come from a product with ones. Returns None, for the caller to take ``attention``,
-    when a row's sum leaves ``UNSHIFTED_SUMS`` (a score above about 44, a row whose every score is
-    below about -41, or NaN) or the product with V overflows. ``pattern`` as in ``attention``."""
+    when a row's sum leaves ``UNSHIFTED_SUMS`` or the product with V overflows. Above 2^64: any
+    score above 44.4, or many just below it. Below 2^-30: a row whose largest score is under
+    -20.8 may, one whose largest is under -20.8 - ln(its number of keys) always does. Above
+    that floor a row's largest exponential is at least 2^-30 / its number of keys (2^-40 for
+    1,024), so its products with any V above 1e-26 in size keep all their digits. A row sum of
+    NaN fails both. float32 and float64 only (``causal_attention`` checks). ``pattern`` as in
+    ``attention``."""
     scores = masked_scores(q, k, mask)  # [batch, n_head, n_seq, n_kv]
     with np.errstate(over="ignore"):
         np.exp(scores, out=scores)  # -inf where masked: 0
@@ -157,8 +162,10 @@ def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarr
     query only (shapes as ``attention``; k and v hold the cached past first). Without padding,
     the keys before a block's first query are visible to all of it: only the block's own square
     of the mask is added, and the exponentials are taken without subtracting each row's max
-    (``attention_unshifted``) unless a score is too large for that. ``pattern`` [batch, n_head,
-    n_seq, n_kv], when given, receives each block's softmax; the keys a block skips keep what ``pattern`` held (zeros: the masked future)."""
+    (``attention_unshifted``; a block whose scores make that unsafe, or whose inputs are
+    narrower than float32, takes the max path). ``pattern`` [batch, n_head, n_seq, n_kv], when
+    given, receives each block's softmax; the keys a block skips keep what ``pattern`` held
+    (zeros: the masked future)."""
     n_seq, n_kv = q.shape[2], k.shape[2]
     n_past = n_kv - n_seq
     padded = bool(np.isneginf(mask[:, :, -1]).any())  # a key the last query cannot see is padding
@@ -170,7 +177,7 @@ def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarr
         block_mask = mask[:, :, start:stop, : seen] if padded else mask[:, :, start:stop, n_past + start : seen]
         args = q[:, :, start:stop], k[:, :, :seen], v[:, :, :seen], block_mask
         kept = None if pattern is None else pattern[:, :, start:stop, :seen]
-        out = None if padded else attention_unshifted(*args, kept)
+        out = None if padded or z.dtype.itemsize < 4 else attention_unshifted(*args, kept)  # its bounds are float32's
         z[:, :, start:stop] = out if out is not None else attention(*args, kept)
     return z
 
