@@ -57,3 +57,29 @@ def test_each_worker_runs_in_its_engines_environment(monkeypatch):
     bench.run_rounds(args, dict.fromkeys(bench.ENGINES, "DIR"), new_tokens=4, runs=1)
     assert seen["ctranslate2"]["ONEDNN_MAX_CPU_ISA"] == "AVX2" and seen["torch"]["ATEN_CPU_CAPABILITY"] == "avx2"
     assert seen["npgpt"]["OPENBLAS_CORETYPE"] == "Haswell"
+
+
+def test_cross_core_read_probe(monkeypatch):
+    # The header says whether the two cores share a cache (docs/generation.md: npgpt's prefill is
+    # 10-12% slower when they do not). The probe gives a speed ratio, or None where threads cannot
+    # be pinned; the line says which case a run was in.
+    import os
+
+    ratio = bench.cross_core_read(mb=1, repeats=3)
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2:
+        assert 0.2 < ratio < 5.0
+    else:
+        assert ratio is None
+    monkeypatch.delattr(os, "sched_setaffinity", raising=False)
+    assert bench.cross_core_read() is None
+    assert "share their last-level cache" in bench.cores_line(0.98)
+    assert "do NOT share a cache" in bench.cores_line(0.77) and "0.77" in bench.cores_line(0.77)
+    assert "not measured" in bench.cores_line(None)
+
+
+def test_the_probe_runs_in_its_own_process(monkeypatch):
+    # run in the parent, its 24 MB of arrays would stay resident and be inherited by every
+    # worker, adding to each engine's reported peak memory: the parent's own function is never called
+    monkeypatch.setattr(bench, "cross_core_read", lambda *a, **k: pytest.fail("probed in the parent"))
+    ratio = bench.cores_probe()
+    assert ratio is None or 0.2 < ratio < 5.0
