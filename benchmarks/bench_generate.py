@@ -56,6 +56,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import queue
 import resource
 import statistics
 import subprocess
@@ -401,15 +402,16 @@ def isa_line(isa: str) -> str:
     return f"kernels: AVX2 for every engine{why} ({caps}; --isa native lifts the caps)"
 
 
-def cross_core_read(mb: int = 8, repeats: int = 15) -> float | None:
+def cross_core_read(mb: int = 8, trials: int = 60) -> float | None:
     """How fast a core copies an array that another core has just written, as a fraction of how
-    fast it copies one it wrote itself (medians of ``repeats``, ``mb`` MB: bigger than a core's
-    own cache, smaller than a shared one). About 1.0 when the two cores share their last-level
-    cache; 0.76-0.81 on this project's machine when they do not (the two vCPUs on different
-    chiplets, it seems), where npgpt's prefill is 10-12% slower and CTranslate2's is not: npgpt's
-    element-wise steps run on one core and its matrix products on both, so activations cross
-    between the cores at every step (docs/generation.md). None where threads cannot be pinned
-    (no ``os.sched_setaffinity``) or fewer than two CPUs are allowed."""
+    fast it copies one it wrote itself (medians over ``trials`` of each, alternated; ``mb`` MB:
+    bigger than a core's own cache, smaller than a shared one). About 1.0 when the two cores share
+    their last-level cache; 0.76-0.81 on this project's machine when they do not (the two vCPUs
+    on different chiplets, it seems), where npgpt's prefill is 10-12% slower and CTranslate2's
+    is not: npgpt's element-wise steps run on one core and its matrix products on both, so
+    activations cross between the cores at every step (docs/generation.md). One thread pinned
+    to each core for the whole probe (a new thread per copy made it noisy). None where threads
+    cannot be pinned (no ``os.sched_setaffinity``) or fewer than two CPUs are allowed."""
     if not hasattr(os, "sched_setaffinity"):
         return None
     cpus = sorted(os.sched_getaffinity(0))[:2]
@@ -417,30 +419,36 @@ def cross_core_read(mb: int = 8, repeats: int = 15) -> float | None:
         return None
     n = mb * 2**20 // 4
     src, dst, fill = np.ones(n, np.float32), np.empty(n, np.float32), np.full(n, 2.0, np.float32)
+    jobs, results = {cpu: queue.Queue() for cpu in cpus}, queue.Queue()
 
-    def on(cpu: int, work):
-        out = []
+    def pinned(cpu: int):
+        os.sched_setaffinity(0, {cpu})  # this thread only
+        for job in iter(jobs[cpu].get, None):
+            results.put(job())
 
-        def pinned():
-            os.sched_setaffinity(0, {cpu})  # this thread only
-            out.append(work())
-
-        thread = threading.Thread(target=pinned)
-        thread.start()
-        thread.join()
-        return out[0]
+    def on(cpu: int, job):
+        jobs[cpu].put(job)
+        return results.get()
 
     def copy_seconds() -> float:
         start = time.perf_counter()
         np.copyto(dst, src)
         return time.perf_counter() - start
 
-    times = {}
-    for writer in cpus:  # the reader is always cpus[1]
-        times[writer] = []
-        for _ in range(repeats):
-            on(writer, lambda: np.copyto(src, fill))
-            times[writer].append(on(cpus[1], copy_seconds))
+    threads = [threading.Thread(target=pinned, args=(cpu,), daemon=True) for cpu in cpus]
+    for thread in threads:
+        thread.start()
+    times = {cpu: [] for cpu in cpus}
+    try:
+        for i in range(trials):
+            for writer in (cpus if i % 2 else cpus[::-1]):  # the reader is always cpus[1]
+                on(writer, lambda: np.copyto(src, fill))
+                times[writer].append(on(cpus[1], copy_seconds))
+    finally:
+        for cpu in cpus:
+            jobs[cpu].put(None)
+        for thread in threads:
+            thread.join()
     return float(np.median(times[cpus[1]]) / np.median(times[cpus[0]]))
 
 
@@ -454,7 +462,7 @@ def cores_probe() -> float | None:
 def cores_line(ratio: float | None) -> str:
     if ratio is None:
         return "cores: not measured (threads cannot be pinned here)"
-    shared = ("they share their last-level cache" if ratio >= 0.9 else
+    shared = ("they share their last-level cache" if ratio >= 0.85 else
               "they do NOT share a cache: npgpt's prefill runs 10-12% slower then; see docs/generation.md")
     return f"cores: one reads what the other wrote at {ratio:.2f} of the speed of its own writes ({shared})"
 

@@ -65,7 +65,7 @@ def test_cross_core_read_probe(monkeypatch):
     # be pinned; the line says which case a run was in.
     import os
 
-    ratio = bench.cross_core_read(mb=1, repeats=3)
+    ratio = bench.cross_core_read(mb=1, trials=3)
     if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2:
         assert 0.2 < ratio < 5.0
     else:
