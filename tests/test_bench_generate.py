@@ -75,6 +75,53 @@ def test_cross_core_read_probe(monkeypatch):
     assert "share their last-level cache" in bench.cores_line(0.98)
     assert "do NOT share a cache" in bench.cores_line(0.77) and "0.77" in bench.cores_line(0.77)
     assert "not measured" in bench.cores_line(None)
+    assert "0.85" in bench.cores_line(0.849) and "NOT" not in bench.cores_line(0.849)  # judged as printed
+    assert "0.84" in bench.cores_line(0.844) and "NOT" in bench.cores_line(0.844)
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="threads cannot be pinned here")
+def test_cross_core_read_is_slower_reads_over_own_and_gives_up_cleanly(monkeypatch):
+    import os
+    import threading
+    import time
+
+    import numpy as np
+
+    if len(os.sched_getaffinity(0)) < 2:
+        pytest.skip("one CPU")
+    reader = sorted(os.sched_getaffinity(0))[1]
+    calls = {"n": 0, "writer": None}
+
+    class Numpy:  # numpy, but a copy of an array the other CPU wrote costs 2 ms more
+        def __getattr__(self, name):
+            return getattr(np, name)
+
+        def copyto(self, dst, src):
+            calls["n"] += 1
+            if calls["n"] % 2:  # the probe alternates: a write on one CPU, then the reader's copy
+                calls["writer"] = os.sched_getaffinity(0)
+            elif calls["writer"] != {reader}:
+                time.sleep(0.002)
+            np.copyto(dst, src)
+
+    monkeypatch.setattr(bench, "np", Numpy())
+    ratio = bench.cross_core_read(mb=1, trials=5)
+    assert ratio < 0.5  # slower when the other CPU wrote: a ratio well under 1, not over it
+
+    monkeypatch.setattr(bench, "np", np)
+    monkeypatch.setattr(os, "sched_setaffinity", lambda *a: (_ for _ in ()).throw(PermissionError(1, "not permitted")))
+    result = []
+    probe = threading.Thread(target=lambda: result.append(bench.cross_core_read(mb=1, trials=2)), daemon=True)
+    probe.start()
+    probe.join(10)
+    assert not probe.is_alive() and result == [None]  # pinning refused: None, no hang
+
+
+def test_a_failed_probe_process_is_not_measured(monkeypatch):
+    import sys
+
+    monkeypatch.setattr(sys, "executable", "/bin/false")
+    assert bench.cores_probe() is None
 
 
 def test_the_probe_runs_in_its_own_process(monkeypatch):
