@@ -306,7 +306,7 @@ def run_rounds(args, folders: dict, new_tokens: int, runs: int) -> dict:
                                   text=True, env=worker_env(engine, chosen_isa(args.isa)))
             if done.returncode:
                 sys.exit(f"the {engine} worker failed:\n{done.stderr[-3000:]}")
-            out = json.loads(done.stdout.strip().splitlines()[-1])
+            out = last_json(done.stdout)
             for n, timings in out["timings"].items():
                 results[engine]["timings"].setdefault(int(n), []).extend(timings)
             results[engine]["peak_rss_mb"].append(out["peak_rss_mb"])
@@ -408,10 +408,9 @@ def cross_core_read(mb: int = 8, trials: int = 60) -> float | None:
     fast it copies one it wrote itself (medians over ``trials`` of each, alternated; ``mb`` MB:
     bigger than a core's own cache, smaller than a shared one). About 1.0 when the two cores share
     their last-level cache (0.91-1.17 in 95% of samples here); 0.65-0.84 (median 0.80) on this
-    project's machine when they do not (the two vCPUs on different chiplets, it seems), where npgpt's prefill is 10-12% slower and CTranslate2's
-    is not: npgpt's element-wise steps run on one core and its matrix products on both, so
-    activations cross between the cores at every step (docs/generation.md). One thread pinned
-    to each core for the whole probe (a new thread per copy made it noisy). None where threads
+    project's machine when they do not (the two vCPUs on different chiplets, it seems), where
+    npgpt's prefill is 10-12% slower and CTranslate2's is not (docs/generation.md). One thread
+    pinned to each core for the whole probe (a new thread per copy made it noisy). None where threads
     cannot be pinned (no ``os.sched_setaffinity``) or fewer than two CPUs are allowed."""
     if not hasattr(os, "sched_setaffinity"):
         return None
@@ -422,17 +421,9 @@ def cross_core_read(mb: int = 8, trials: int = 60) -> float | None:
     src, dst, fill = np.ones(n, np.float32), np.empty(n, np.float32), np.full(n, 2.0, np.float32)
     jobs, results = {cpu: queue.Queue() for cpu in cpus}, queue.Queue()
 
-    def pinned(cpu: int):
-        try:
-            os.sched_setaffinity(0, {cpu})  # this thread only
-        except OSError as e:  # not allowed here (a sandbox), or the CPU went away: every job fails
-            pinning_error = e
-        else:
-            pinning_error = None
+    def serve(cpu: int):
         for job in iter(jobs[cpu].get, None):
             try:
-                if pinning_error is not None:
-                    raise pinning_error
                 results.put(job())
             except Exception as e:  # handed to the waiting caller, never a silent dead thread
                 results.put(e)
@@ -449,11 +440,13 @@ def cross_core_read(mb: int = 8, trials: int = 60) -> float | None:
         np.copyto(dst, src)
         return time.perf_counter() - start
 
-    threads = [threading.Thread(target=pinned, args=(cpu,), daemon=True) for cpu in cpus]
+    threads = [threading.Thread(target=serve, args=(cpu,), daemon=True) for cpu in cpus]
     for thread in threads:
         thread.start()
     times = {cpu: [] for cpu in cpus}
     try:
+        for cpu in cpus:  # each thread pins itself (0: the calling thread only); refused in a sandbox: OSError
+            on(cpu, lambda cpu=cpu: os.sched_setaffinity(0, {cpu}))
         for i in range(trials):
             for writer in (cpus if i % 2 else cpus[::-1]):  # the reader is always cpus[1]
                 on(writer, lambda: np.copyto(src, fill))
@@ -468,6 +461,11 @@ def cross_core_read(mb: int = 8, trials: int = 60) -> float | None:
     return float(np.median(times[cpus[1]]) / np.median(times[cpus[0]]))
 
 
+def last_json(stdout: str):
+    """The JSON value a child of this script (``--build``, ``--worker``, ``--cores``) prints last."""
+    return json.loads(stdout.strip().splitlines()[-1])
+
+
 def cores_probe() -> float | None:
     """``cross_core_read()`` in a process of its own, so that its arrays never add to the resident
     size that the workers inherit from this parent. None if it fails or takes over a minute: the
@@ -475,7 +473,7 @@ def cores_probe() -> float | None:
     try:
         done = subprocess.run([sys.executable, os.path.abspath(__file__), "--cores"], capture_output=True, text=True,
                               check=True, timeout=60)
-        ratio = json.loads(done.stdout.strip().splitlines()[-1])
+        ratio = last_json(done.stdout)
     except (subprocess.SubprocessError, OSError, ValueError, IndexError):
         return None
     return ratio if isinstance(ratio, float) and math.isfinite(ratio) else None
@@ -510,7 +508,7 @@ def compare(args, new_tokens: int, runs: int) -> int:
         # when it is forked, so the parent must never hold torch or a model
         done = subprocess.run([sys.executable, os.path.abspath(__file__), "--model-size", args.model_size,
                                "--build", root], capture_output=True, text=True, check=True)
-        model, ct2 = json.loads(done.stdout.strip().splitlines()[-1])
+        model, ct2 = last_json(done.stdout)
         folders = {"npgpt": model, "torch": model, "ctranslate2": ct2}
         config = npgpt.GPT2Config.load(os.path.join(model, "config.json"))
         print(f"{args.model_size}: {config.n_params() / 1e6:.0f}M parameters, random weights, float32 (npgpt holds "

@@ -127,6 +127,11 @@ def test_a_failed_probe_process_is_not_measured(monkeypatch):
 def test_the_probe_runs_in_its_own_process(monkeypatch):
     # run in the parent, its 24 MB of arrays would stay resident and be inherited by every
     # worker, adding to each engine's reported peak memory: the parent's own function is never called
+    import os
+
     monkeypatch.setattr(bench, "cross_core_read", lambda *a, **k: pytest.fail("probed in the parent"))
     ratio = bench.cores_probe()
-    assert ratio is None or 0.2 < ratio < 5.0
+    if hasattr(os, "sched_setaffinity") and len(os.sched_getaffinity(0)) >= 2:
+        assert isinstance(ratio, float) and 0.2 < ratio < 5.0  # the child measured it
+    else:
+        assert ratio is None

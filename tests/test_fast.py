@@ -235,7 +235,7 @@ def test_the_engine_sends_decode_steps_to_decode_step(tiny_model, monkeypatch):
 def test_causal_attention_without_the_max_and_its_fallback(n_past, monkeypatch):
     # Without padding, causal_attention takes exp(scores) without subtracting each row's max. Scores
     # for which that is unsafe (a row sum outside UNSHIFTED_SUMS: exp near overflow, or a row whose
-    # every score is so low that its exponentials are subnormal and lose their digits) and values
+    # every score is so low that its products with small values of V would lose their digits) and values
     # that overflow the product with V must send the block back to the max-subtracting path: the
     # same z, finite, no NumPy warning.
     rng = np.random.default_rng(7)

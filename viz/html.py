@@ -57,7 +57,7 @@ from .labels import display_labels
 __all__ = ["attention_view", "show_attention", "AttentionView", "quantise", "encode_patterns"]
 
 DEFAULT_THRESHOLD = 3  # quantised units (of 1/255): lines for weights >= ~1.2% are drawn at first
-DEFLATE_LEVEL = 4  # not zlib's default 6: a 1,024-token view of random gpt2 weights deflates in 0.25 s, not 0.88 s, for 11% more bytes
+DEFLATE_LEVEL = 4  # not zlib's 6: a 1,024-token view of random gpt2 weights deflates in 0.25 s, not 0.88, for 11% more bytes
 QUANTISE_ROWS = 64  # query rows quantised at a time: a 12-head block of 1024 keys is 3 MB of float32
 
 
