@@ -5,7 +5,8 @@ hooks to run) gets the reference, ``npgpt/model.py``, which builds every interme
 call gets the fast path, ``npgpt/fast/model.py``, which computes the same logits with less time
 and memory: ``decode_step`` for one new token per row after a KV cache (generation's steps after
 the first; its first call lays the blocks' weight matrices out column-major, in place, for faster
-matrix-vector products: ``npgpt/fast/layout.py``), ``gpt2`` for the rest. The class (``npgpt/gpt2.py``), generation and training all call
+matrix-vector products: ``npgpt/fast/layout.py``), ``gpt2_threaded`` for a prompt long enough to
+share among threads of npgpt's own (``npgpt/fast/threads.py``), ``gpt2`` for the rest. The class (``npgpt/gpt2.py``), generation and training all call
 ``forward``; none of them chooses again.
 
 The tokenizer: ``tokenizer_class()`` is ``FastTokenizer`` (``npgpt/fast/tokenizer.py``), the
@@ -44,6 +45,9 @@ def forward(ids: np.ndarray, params: dict, config: GPT2Config, *, attention_mask
                               last_only=last_only, tap=Tap(hooks, cache))
     if kv_cache is not None and ids.shape[1] == 1 and attention_mask is None:  # last_only changes nothing here
         return fast.decode_step(ids, fast_layout.for_decode(params), config, kv_cache)
+    logits = fast.gpt2_threaded(ids, params, config, attention_mask=attention_mask, kv_cache=kv_cache, last_only=last_only)
+    if logits is not None:  # a long prompt, on npgpt's own threads (None: too short, or the threads not to be had)
+        return logits
     return fast.gpt2(ids, params, config, attention_mask=attention_mask, kv_cache=kv_cache, last_only=last_only)
 
 

@@ -46,10 +46,20 @@ class KVCache:
 
     def extend(self, layer: int, k: np.ndarray, v: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """Write this call's k, v [batch, n_head, n_seq, d_head] after the cached ones; return all."""
-        start, end = self.length, self.length + k.shape[2]
+        end = self.write(layer, 0, k, v)
+        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]  # [batch, n_head, n_kv, d_head]
+
+    def write(self, layer: int, offset: int, k: np.ndarray, v: np.ndarray) -> int:
+        """Write k, v [batch, n_head, m, d_head] for this call's tokens offset .. offset+m-1 (a
+        share of them, for a caller that computes them in parts); returns the position after them."""
+        start = self.length + offset
+        end = start + k.shape[2]
+        if end > self.capacity:
+            raise InputError(f"the KV cache holds {self.capacity} positions; writing up to position {end} does not fit"
+                             " (make the cache larger, or feed fewer tokens)")
         self.keys[layer, :, :, start:end] = k
         self.values[layer, :, :, start:end] = v
-        return self.keys[layer, :, :, :end], self.values[layer, :, :, :end]  # [batch, n_head, n_kv, d_head]
+        return end
 
     def advance(self, mask: np.ndarray) -> None:
         """Commit the tokens of the call that just ran (every layer has written them)."""

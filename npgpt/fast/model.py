@@ -41,6 +41,7 @@ import numpy as np
 
 from ..config import GPT2Config
 from ..model import causal_mask, embed, merge_heads, pos_embed, positions, split_heads, token_masks
+from . import threads
 
 ATTENTION_BLOCK = 128  # queries per block in causal_attention (every prompt of more than one token takes it)
 UNEMBED_ROWS = 8192  # token rows of a float16 wte widened at a time
@@ -89,9 +90,10 @@ def layer_norm(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, eps: float =
     return y
 
 
-def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray) -> np.ndarray:
-    """``model.linear`` with the bias added in place to the product (float16 weights widened as there)."""
-    y = x @ weight.astype(x.dtype, copy=False)  # [..., n_in] -> [..., n_out]
+def linear(x: np.ndarray, weight: np.ndarray, bias: np.ndarray, out: np.ndarray | None = None) -> np.ndarray:
+    """``model.linear`` with the bias added in place to the product (float16 weights widened as there);
+    ``out``, when given, receives it (and is returned)."""
+    y = np.matmul(x, weight.astype(x.dtype, copy=False), out=out)  # [..., n_in] -> [..., n_out]
     y += bias
     return y
 
@@ -157,7 +159,7 @@ def attention_unshifted(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.nd
 
 
 def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarray, block: int = ATTENTION_BLOCK,
-                     pattern: np.ndarray | None = None) -> np.ndarray:
+                     pattern: np.ndarray | None = None, out: np.ndarray | None = None) -> np.ndarray:
     """``attention`` for ``block`` queries at a time, each block against the keys up to its last
     query only (shapes as ``attention``; k and v hold the cached past first). Without padding,
     the keys before a block's first query are visible to all of it: only the block's own square
@@ -165,12 +167,12 @@ def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarr
     (``attention_unshifted``; a block whose scores make that unsafe, or whose inputs are
     narrower than float32, takes the max path). ``pattern`` [batch, n_head, n_seq, n_kv], when
     given, receives each block's softmax; the keys a block skips keep what ``pattern`` held
-    (zeros: the masked future)."""
+    (zeros: the masked future). ``out`` [batch, n_head, n_seq, d_head], when given, receives z."""
     n_seq, n_kv = q.shape[2], k.shape[2]
     n_past = n_kv - n_seq
     padded = bool(np.isneginf(mask[:, :, -1]).any())  # a key the last query cannot see is padding
     batch, n_head, _, d_head = q.shape  # z [batch, n_head, n_seq, d_head], laid out in memory as merge_heads
-    z = np.empty((batch, n_seq, n_head, d_head), dtype=np.result_type(q, v)).transpose(0, 2, 1, 3)  # lays it: merging is free
+    z = np.empty((batch, n_seq, n_head, d_head), dtype=np.result_type(q, v)).transpose(0, 2, 1, 3) if out is None else out  # laid out as merge_heads reads it
     for start in range(0, n_seq, block):
         stop = min(start + block, n_seq)
         seen = n_past + stop  # keys 0 .. seen-1: all any query of this block may look at
@@ -230,15 +232,94 @@ def gpt2(ids: np.ndarray, params: dict, config: GPT2Config, *, attention_mask=No
     token_mask, full_mask = token_masks(ids, attention_mask, kv_cache)
     mask = causal_mask(full_mask, n_seq)
     x = embed(ids, params["wte"]["weight"]) + pos_embed(positions(full_mask, n_seq), params["wpe"]["weight"])
-    for layer, block in enumerate(params["h"]):
+    return last_blocks(x, params, config, mask=mask, token_mask=token_mask, kv_cache=kv_cache, last_only=last_only)
+
+
+def last_blocks(x, params: dict, config: GPT2Config, *, mask, token_mask, kv_cache, last_only: bool,
+                first: int = 0) -> np.ndarray:
+    """``gpt2`` from block ``first`` on: x [batch, n_seq, n_embd] (block ``first``'s input) -> logits."""
+    for layer in range(first, config.n_layer):
         kv = kv_cache.layer(layer) if kv_cache is not None else None
         last = last_only and layer == config.n_layer - 1  # the last block needs no other position's output
-        x = transformer_block(x, **block, n_head=config.n_head, eps=config.layer_norm_eps, mask=mask, kv=kv, last_only=last)
+        x = transformer_block(x, **params["h"][layer], n_head=config.n_head, eps=config.layer_norm_eps, mask=mask, kv=kv,
+                              last_only=last)
     logits = unembed(layer_norm(x[:, -1:] if last_only else x, **params["ln_f"], eps=config.layer_norm_eps),
                      params["wte"]["weight"])  # [batch, n_seq or 1, n_vocab]
     if kv_cache is not None:
         kv_cache.advance(token_mask)
     return logits
+
+
+# ---- a long prompt on threads of npgpt's own (npgpt/fast/threads.py) ---------------------------
+
+MIN_ROWS_PER_WORKER = 256  # at 128 rows each (a 256-token prompt on 2 workers) the threads saved nothing
+
+
+def gpt2_threaded(ids: np.ndarray, params: dict, config: GPT2Config, *, attention_mask=None, kv_cache=None,
+                  last_only: bool = False, n_workers: int | None = None) -> np.ndarray | None:
+    """``gpt2``, the same logits, with every block but the last computed by ``n_workers`` threads of
+    npgpt's own, OpenBLAS held to one thread meanwhile (``npgpt/fast/threads.py`` says why).
+    Worker i takes the i-th share of the positions for layer norms, products, biases, residuals
+    and the MLP, and the i-th share of the heads for attention, so each element-wise step runs on
+    the core whose product wrote its input. The last block and the LM head run as in ``gpt2``.
+    Returns None, having changed nothing, when the threads cannot be had (``threads.claim``), or
+    when ``n_workers`` is None and the prompt is too short to share (under ``MIN_ROWS_PER_WORKER``
+    rows each): the caller then runs ``gpt2``. ``n_workers`` None: ``threads.worker_count()``."""
+    batch, n_seq = ids.shape
+    n = threads.worker_count() if n_workers is None else n_workers
+    n = min(n, n_seq // MIN_ROWS_PER_WORKER if n_workers is None else n_seq, config.n_head)
+    if n < 2 or config.n_layer < 2 or (kv_cache is not None and kv_cache.length + n_seq > kv_cache.capacity):
+        return None  # too little to share, or a cache too small: gpt2 says so
+    with threads.claim(n) as pool:
+        if pool is None:
+            return None
+        token_mask, full_mask = token_masks(ids, attention_mask, kv_cache)
+        mask = causal_mask(full_mask, n_seq)
+        x = embed(ids, params["wte"]["weight"]) + pos_embed(positions(full_mask, n_seq), params["wpe"]["weight"])
+        shared_blocks(pool, x, params["h"][: config.n_layer - 1], config, mask, kv_cache)  # x updated in place
+    return last_blocks(x, params, config, mask=mask, token_mask=token_mask, kv_cache=kv_cache, last_only=last_only,
+                       first=config.n_layer - 1)
+
+
+def shared_blocks(pool, x: np.ndarray, blocks: list, config: GPT2Config, mask: np.ndarray, kv_cache) -> None:
+    """``transformer_block`` for each of ``blocks`` in turn, on ``pool``'s workers, x [batch, n_seq,
+    n_embd] updated in place. Two hand-offs a block: rows (finish the block before, then ln_1 and
+    the q, k, v projection of this one), then heads (attention)."""
+    batch, n_seq, n_embd = x.shape
+    n_head, eps = config.n_head, config.layer_norm_eps
+    n_past = kv_cache.length if kv_cache is not None else 0
+    bounds = [n_seq * i // pool.n for i in range(pool.n + 1)]
+    rows = [slice(bounds[i], bounds[i + 1]) for i in range(pool.n)]  # worker i's positions
+    head_bounds = [n_head * i // pool.n for i in range(pool.n + 1)]
+    heads = [slice(head_bounds[i], head_bounds[i + 1]) for i in range(pool.n)]  # worker i's heads
+    qkv = np.empty((batch, n_seq, 3 * n_embd), dtype=x.dtype)  # the block's q, k, v, side by side as c_attn gives them
+    z = np.empty((batch, n_seq, n_embd), dtype=x.dtype)  # attention's output, heads side by side (merged)
+    q, k, v = (split_heads(t, n_head) for t in np.split(qkv, 3, axis=-1))  # views [batch, n_head, n_seq, d_head]
+    z_heads = split_heads(z, n_head)  # a view: writing a head's z writes its columns of z
+
+    def project(layer: int, i: int) -> None:  # positions i: ln_1, then q, k, v (keys and values into the cache)
+        block, r = blocks[layer], rows[i]
+        linear(layer_norm(x[:, r], **block["ln_1"], eps=eps), **block["attn"]["c_attn"], out=qkv[:, r])
+        if kv_cache is not None:
+            kv_cache.write(layer, r.start, k[:, :, r], v[:, :, r])
+
+    def attend(layer: int, i: int) -> None:  # heads i, every position
+        h = heads[i]
+        if kv_cache is not None:
+            keys, values = (t[layer, :, h, : n_past + n_seq] for t in (kv_cache.keys, kv_cache.values))
+        else:
+            keys, values = k[:, h], v[:, h]
+        causal_attention(q[:, h], keys, values, mask, out=z_heads[:, h])
+
+    def finish(layer: int, i: int) -> None:  # positions i: the attention's projection, residual, MLP, residual
+        block, xr = blocks[layer], x[:, rows[i]]
+        xr += linear(z[:, rows[i]], **block["attn"]["c_proj"])  # resid_mid
+        xr += ffn(layer_norm(xr, **block["ln_2"], eps=eps), **block["mlp"])  # resid_post
+
+    pool.run(lambda i: project(0, i))
+    for layer in range(len(blocks)):
+        pool.run(lambda i: attend(layer, i))
+        pool.run(lambda i: (finish(layer, i), project(layer + 1, i) if layer + 1 < len(blocks) else None))
 
 
 # ---- one new token per row: generation's decode step --------------------------------------------
