@@ -5,7 +5,8 @@
 
 Prefill: the whole ``fast.gpt2`` call (last position only, KV cache filled) and the time inside
 its parts (``linear`` = the matrix products and their biases, ``causal_attention``, ``gelu``,
-``layer_norm``). Decode: one ``fast.decode_step`` on the checkpoint's row-major matrices and on the
+``layer_norm``), then the whole ``fast.gpt2_threaded`` call (what generation takes for a long
+prompt). Decode: one ``fast.decode_step`` on the checkpoint's row-major matrices and on the
 column-major ones ``npgpt/fast/layout.py`` makes, against a bare sweep of matrix-vector products
 over the same matrices (what the step cannot beat), and the time the re-layout takes; the rate of
 one matrix product the size of an MLP's first (the prefill's largest). Best of several runs each.
@@ -29,6 +30,7 @@ import npgpt  # noqa: E402
 from bench_generate import decode_products, sweep_seconds  # noqa: E402
 from npgpt.fast import layout  # noqa: E402
 from npgpt.fast import model as fast  # noqa: E402
+from npgpt.fast import threads  # noqa: E402
 from npgpt.kv_cache import KVCache  # noqa: E402
 
 
@@ -75,6 +77,15 @@ def main(argv=None) -> int:
         setattr(fast, name, fn)
     parts = ", ".join(f"{name} {spent[name] / reps * 1e3:.0f} ms" for name in originals)
     print(f"{args.model_size}, prefill of {args.tokens} tokens: {total:.0f} ms; inside it: {parts}")
+
+    def prefill_threaded():
+        return fast.gpt2_threaded(ids, params, config, kv_cache=KVCache(config, 1, args.tokens + 8), last_only=True)
+
+    if prefill_threaded() is None:
+        print(f"  on npgpt's own threads: not taken ({threads.worker_count()} workers available, "
+              f"{fast.MIN_ROWS_PER_WORKER} rows each needed, or another thread alive)")
+    else:
+        print(f"  on npgpt's own threads (fast.gpt2_threaded, {threads.worker_count()} workers): {best_ms(prefill_threaded):.0f} ms")
 
     cache = KVCache(config, 1, args.tokens + 8)
     fast.gpt2(ids, params, config, kv_cache=cache, last_only=True)

@@ -190,3 +190,12 @@ def test_a_forked_child_starts_its_own_workers(params):
         child.join(5)
         if child.is_alive():
             child.kill()
+
+
+def test_a_run_given_up_on_does_not_count_for_the_next():
+    """Ctrl-C in the caller leaves a run's jobs running; their late results must not be taken
+    for the next run's (which would then return before its own jobs finish)."""
+    pool = threads.Workers(2)
+    assert pool.run(lambda i: i) == [0, 1]  # run 1
+    pool._done.put((1, 1, "late", None))  # what worker 1 of run 1 would leave behind had its caller given up
+    assert pool.run(lambda i: "new") == ["new", "new"]

@@ -28,6 +28,10 @@ What changes, and why it is faster:
                       weight matrix once as a matrix-vector product; the query against the cache
                       without splitting or merging heads; biases, residuals, GELU and softmax in
                       place; the padding mask only when the cache holds padding
+    gpt2_threaded     a long prompt on threads of npgpt's own, OpenBLAS held to one thread: each
+                      worker a share of the positions (products, biases, layer norms, MLP) and of
+                      the heads (attention), so the element-wise steps run on every core, each on
+                      the numbers its own core's product just wrote (NumPy alone runs them on one)
 
 Nothing is recorded and no hook runs here: ``npgpt/engine.py`` sends any call that wants to see
 or change activations to the reference.

@@ -104,6 +104,7 @@ class Workers:
         self.n = n
         self._jobs = [queue.SimpleQueue() for _ in range(n)]
         self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._runs = 0
         cpus = sorted(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else []
         self.threads = [threading.Thread(target=self._serve, args=(i, cpus[i] if i < len(cpus) else None),
                                          name=f"npgpt-worker-{i}", daemon=True) for i in range(n)]
@@ -116,20 +117,22 @@ class Workers:
             with contextlib.suppress(OSError):
                 os.sched_setaffinity(0, {cpu})  # this thread only; it stays unpinned where refused
         while True:
-            fn = self._jobs[i].get()
+            run, fn = self._jobs[i].get()
             try:
-                self._done.put((i, fn(i), None))
+                self._done.put((run, i, fn(i), None))
             except BaseException as error:  # handed to the caller, never lost in a thread
-                self._done.put((i, None, error))
+                self._done.put((run, i, None, error))
 
     def run(self, fn) -> list:
+        self._runs += 1
+        run = self._runs  # a run the caller gave up on (Ctrl-C) may still report: its results are dropped
         for jobs in self._jobs:
-            jobs.put(fn)
-        results, first_error = [None] * self.n, None
-        for _ in range(self.n):
-            i, result, error = self._done.get()
-            results[i] = result
-            first_error = first_error or error
+            jobs.put((run, fn))
+        results, first_error, waiting = [None] * self.n, None, self.n
+        while waiting:
+            of, i, result, error = self._done.get()
+            if of == run:
+                results[i], first_error, waiting = result, first_error or error, waiting - 1
         if first_error is not None:
             raise first_error
         return results
