@@ -6,8 +6,8 @@ call gets the fast path, ``npgpt/fast/model.py``, which computes the same logits
 and memory: ``decode_step`` for one new token per row after a KV cache (generation's steps after
 the first; its first call lays the blocks' weight matrices out column-major, in place, for faster
 matrix-vector products: ``npgpt/fast/layout.py``), ``gpt2_threaded`` for a prompt long enough to
-share among threads of npgpt's own (``npgpt/fast/threads.py``), ``gpt2`` for the rest. The class (``npgpt/gpt2.py``), generation and training all call
-``forward``; none of them chooses again.
+share among threads of npgpt's own (``npgpt/fast/threads.py``), ``gpt2`` for the rest. The class
+(``npgpt/gpt2.py``), generation and training all call ``forward``; none of them chooses again.
 
 The tokenizer: ``tokenizer_class()`` is ``FastTokenizer`` (``npgpt/fast/tokenizer.py``), the
 reference ``Tokenizer`` (``npgpt/tokenizer.py``) with faster paths and the same ids; it is what

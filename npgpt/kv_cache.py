@@ -1,8 +1,9 @@
 """The KV cache: keys and values of the tokens seen so far, so decoding does not redo the past.
 
 Generation (``npgpt/decoding.py``) makes one and hands it to the forward pass, which appends each
-call's keys and values (``mha``) and then commits the call's tokens (``advance``). The reference
-forward pass and the fast one use it the same way.
+call's keys and values (``mha``, through ``extend``; the threaded prefill's workers each write
+their share of the positions through ``write``) and then commits the call's tokens (``advance``).
+The reference forward pass and the fast one use it the same way.
 
 Leaves out: paging, quantised or sliding-window caches (a GPT-2 context is at most 1024 tokens).
 """

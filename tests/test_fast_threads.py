@@ -4,6 +4,7 @@ when the threads are declined."""
 
 from __future__ import annotations
 
+import contextlib
 import multiprocessing
 import os
 import threading
@@ -38,8 +39,42 @@ def close(got, expected, rtol=1e-5):
     assert err <= rtol, f"relative error {err:.2e}"
 
 
+def as_dtype(tree, dtype):
+    if isinstance(tree, dict):
+        return {k: as_dtype(v, dtype) for k, v in tree.items()}
+    if isinstance(tree, list):
+        return [as_dtype(v, dtype) for v in tree]
+    return tree.astype(dtype)
+
+
+class InOrder:
+    """A stand-in for ``threads.Workers``: ``run`` calls fn(i) one after another on this thread, in
+    the given order. A share that read what another share writes in the same phase would see it
+    written in one order and not in the other: the numbers would differ."""
+
+    def __init__(self, n, reverse):
+        self.n, self.order = n, range(n - 1, -1, -1) if reverse else range(n)
+
+    def run(self, fn):
+        results = [None] * self.n
+        for i in self.order:
+            results[i] = fn(i)
+        return results
+
+
+@pytest.mark.parametrize("reverse", [False, True])
+def test_no_share_reads_what_another_writes_in_the_same_phase(params, monkeypatch, reverse):
+    monkeypatch.setattr(threads, "claim", lambda n: contextlib.nullcontext(InOrder(n, reverse)))
+    ids, mask = ids_of(2, 36, seed=6), np.ones((2, 36), bool)
+    mask[1, :5] = False
+    cache, expected_cache = KVCache(CONFIG, 2, 40), KVCache(CONFIG, 2, 40)
+    got = fast.gpt2_threaded(ids, params, CONFIG, attention_mask=mask, kv_cache=cache, n_workers=3)
+    np.testing.assert_array_equal(got, fast.gpt2(ids, params, CONFIG, attention_mask=mask, kv_cache=expected_cache))
+    np.testing.assert_array_equal(cache.keys, expected_cache.keys)
+
+
 @needs_openblas
-@pytest.mark.parametrize("n_workers", [2, 3, 6])
+@pytest.mark.parametrize("n_workers", [2, 3, 4, 6])  # 4: shares of 1 and 2 heads, 10 positions each
 def test_full_logits_equal_the_reference(params, n_workers):
     ids = ids_of(2, 40)
     got = fast.gpt2_threaded(ids, params, CONFIG, n_workers=n_workers)
@@ -114,6 +149,44 @@ def test_declined_while_another_thread_lives_or_a_prefill_runs(params):
     assert fast.gpt2_threaded(ids_of(1, 40), params, CONFIG, n_workers=2) is not None
 
 
+@needs_openblas
+@pytest.mark.parametrize("dtype", [np.float16, np.float64])
+def test_float16_and_float64_weights(params, dtype):
+    """float16 weights compute in float32 (widened per product, as in gpt2), float64 in float64."""
+    weights = as_dtype(params, dtype)
+    ids = ids_of(1, 30, seed=7)
+    compute = np.float64 if dtype == np.float64 else np.float32
+    cache = KVCache(CONFIG, 1, 30, dtype=compute)
+    got = fast.gpt2_threaded(ids, weights, CONFIG, kv_cache=cache, n_workers=2)
+    assert got is not None and got.dtype == compute
+    close(got, fast.gpt2(ids, weights, CONFIG, kv_cache=KVCache(CONFIG, 1, 30, dtype=compute)), rtol=1e-6)
+    close(got, ref.gpt2(ids, weights, CONFIG), rtol=1e-5 if dtype == np.float16 else 1e-12)
+    other = KVCache(CONFIG, 1, 30, dtype=np.float64 if compute == np.float32 else np.float32)
+    assert fast.gpt2_threaded(ids, weights, CONFIG, kv_cache=other, n_workers=2) is None  # gpt2 keeps its dtype rules
+
+
+@needs_openblas
+def test_an_error_in_a_worker_reaches_the_caller_and_openblas_is_given_back(params, monkeypatch):
+    blas = threads.openblas()
+    before = blas.get()
+
+    def attention_that_fails(*a, **k):
+        if threading.current_thread().name == "npgpt-worker-1":
+            raise MemoryError("worker 1 out of memory")
+        return original(*a, **k)
+
+    original = fast.causal_attention
+    monkeypatch.setattr(fast, "causal_attention", attention_that_fails)
+    cache = KVCache(CONFIG, 1, 40)
+    with pytest.raises(MemoryError, match="worker 1"):
+        fast.gpt2_threaded(ids_of(1, 40), params, CONFIG, kv_cache=cache, n_workers=2)
+    assert blas.get() == before
+    assert cache.length == 0  # nothing committed
+    monkeypatch.setattr(fast, "causal_attention", original)
+    with threads.claim(2) as pool:
+        assert pool is not None  # the lock was let go
+
+
 def test_declined_when_too_short_or_the_cache_too_small(params):
     assert fast.gpt2_threaded(ids_of(1, 40), params, CONFIG, n_workers=1) is None
     assert fast.gpt2_threaded(ids_of(1, fast.MIN_ROWS_PER_WORKER * 2 - 1), params,
@@ -123,6 +196,21 @@ def test_declined_when_too_short_or_the_cache_too_small(params):
     assert cache.length == 0
     with pytest.raises(npgpt.InputError, match="KV cache holds 30 positions"):
         engine.forward(ids_of(1, 40), params, CONFIG, kv_cache=cache)
+
+
+def test_automatic_shares_use_every_openblas_thread_or_none(monkeypatch):
+    """Without n_workers: as many workers as OpenBLAS has threads, each with MIN_ROWS_PER_WORKER
+    positions, or the single-threaded path (fewer workers would leave cores idle)."""
+    config = npgpt.GPT2Config(n_vocab=97, n_ctx=1024, n_embd=48, n_head=2, n_layer=2)
+    params = npgpt.random_params(config, seed=8)
+    asked = []
+    monkeypatch.setattr(threads, "claim", lambda n: (asked.append(n), contextlib.nullcontext(InOrder(n, False)))[1])
+    ids = np.random.default_rng(9).integers(0, 97, (1, 3 * fast.MIN_ROWS_PER_WORKER))
+    for count, expected in ((2, [2]), (3, []), (4, [])):  # 3: more workers than heads; 4: too few positions each
+        asked.clear()
+        monkeypatch.setattr(threads, "worker_count", lambda: count)
+        got = fast.gpt2_threaded(ids, params, config, last_only=True)
+        assert asked == expected and (got is None) == (not expected)
 
 
 def test_without_openblas_declined(params, monkeypatch):

@@ -44,7 +44,7 @@ import math
 import numpy as np
 
 from ..config import GPT2Config
-from ..model import causal_mask, embed, merge_heads, pos_embed, positions, split_heads, token_masks
+from ..model import causal_mask, compute_dtype, embed, merge_heads, pos_embed, positions, split_heads, token_masks
 from . import threads
 
 ATTENTION_BLOCK = 128  # queries per block in causal_attention (every prompt of more than one token takes it)
@@ -256,7 +256,7 @@ def last_blocks(x, params: dict, config: GPT2Config, *, mask, token_mask, kv_cac
 
 # ---- a long prompt on threads of npgpt's own (npgpt/fast/threads.py) ---------------------------
 
-MIN_ROWS_PER_WORKER = 256  # at 128 rows each (a 256-token prompt on 2 workers) the threads saved nothing
+MIN_ROWS_PER_WORKER = 256  # positions per worker; at 128 each (a 256-token prompt on 2 workers) the threads saved nothing
 
 
 def gpt2_threaded(ids: np.ndarray, params: dict, config: GPT2Config, *, attention_mask=None, kv_cache=None,
@@ -267,13 +267,20 @@ def gpt2_threaded(ids: np.ndarray, params: dict, config: GPT2Config, *, attentio
     and the MLP, and the i-th share of the heads for attention, so each element-wise step runs on
     the core whose product wrote its input. The last block and the LM head run as in ``gpt2``.
     Returns None, having changed nothing, when the threads cannot be had (``threads.claim``), or
-    when ``n_workers`` is None and the prompt is too short to share (under ``MIN_ROWS_PER_WORKER``
-    rows each): the caller then runs ``gpt2``. ``n_workers`` None: ``threads.worker_count()``."""
-    batch, n_seq = ids.shape
-    n = threads.worker_count() if n_workers is None else n_workers
-    n = min(n, n_seq // MIN_ROWS_PER_WORKER if n_workers is None else n_seq, config.n_head)
-    if n < 2 or config.n_layer < 2 or (kv_cache is not None and kv_cache.length + n_seq > kv_cache.capacity):
-        return None  # too little to share, or a cache too small: gpt2 says so
+    when ``n_workers`` is None and the prompt is too short to give every one of
+    ``threads.worker_count()`` workers (as many as OpenBLAS has threads) ``MIN_ROWS_PER_WORKER``
+    positions: the caller then runs ``gpt2``. Also None for a KV cache too small (``gpt2`` says so)
+    or of another dtype than the weights' compute dtype."""
+    n_seq = ids.shape[1]
+    if n_workers is None:
+        n = threads.worker_count()  # fewer workers than OpenBLAS's threads would leave cores idle: all or none
+        n = n if n_seq // MIN_ROWS_PER_WORKER >= n and n <= config.n_head else 0
+    else:
+        n = min(n_workers, n_seq, config.n_head)
+    dtype = compute_dtype(params["wte"]["weight"])
+    if n < 2 or config.n_layer < 2 or (kv_cache is not None and (kv_cache.length + n_seq > kv_cache.capacity
+                                                                 or kv_cache.keys.dtype != dtype)):
+        return None
     with threads.claim(n) as pool:
         if pool is None:
             return None

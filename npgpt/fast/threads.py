@@ -20,8 +20,8 @@ This module holds the machinery, no model math:
 
 Why park OpenBLAS's threads: after each multi-threaded product they spin for about 0.1 s waiting
 for the next one, each on a core of its own, which would take a core from our workers for the
-first part of a prefill that follows decoding. Parking joins them; OpenBLAS starts them again on
-its next multi-threaded product. Parking while another thread's product is using them could
+first part of a prefill that follows decoding. Parking joins them; OpenBLAS starts them again
+when ``claim`` puts its thread count back. Parking while another thread's product is using them could
 hang, so ``claim`` parks only when no Python thread but the caller and these workers is alive.
 
 Leaves out: decoding (one row per step: its products are matrix-vector products that OpenBLAS's
@@ -70,7 +70,7 @@ def _find_openblas() -> OpenBLAS | None:
             paths = {line.split()[-1] for line in maps if "openblas" in line.rsplit("/", 1)[-1].lower()}
     except OSError:
         return None
-    for path in sorted(paths):  # NumPy's own copy is scipy_openblas64_; any other OpenBLAS works alike
+    for path in sorted(paths, key=lambda path: ("numpy" not in path, path)):  # NumPy's own copy first (scipy_openblas64_)
         try:
             lib = ctypes.CDLL(path)
         except OSError:
@@ -129,10 +129,15 @@ class Workers:
         for jobs in self._jobs:
             jobs.put((run, fn))
         results, first_error, waiting = [None] * self.n, None, self.n
-        while waiting:
-            of, i, result, error = self._done.get()
-            if of == run:
-                results[i], first_error, waiting = result, first_error or error, waiting - 1
+        try:
+            while waiting:
+                of, i, result, error = self._done.get()
+                if of == run:
+                    results[i], first_error, waiting = result, first_error or error, waiting - 1
+        except BaseException:  # Ctrl-C: the jobs still write the caller's arrays; let them finish first
+            while waiting:
+                waiting -= self._done.get()[0] == run
+            raise
         if first_error is not None:
             raise first_error
         return results
@@ -141,7 +146,7 @@ class Workers:
 def workers(n: int) -> Workers:
     """The process's ``n`` workers, started on first use."""
     if n not in _WORKERS:
-        _WORKERS[n] = Workers(n)
+        _WORKERS[n] = Workers(n)  # RuntimeError if a thread cannot be started
     return _WORKERS[n]
 
 
@@ -176,14 +181,18 @@ def claim(n: int):
         yield None
         return
     try:
-        pool = workers(n)
+        try:
+            pool = workers(n)
+        except RuntimeError:  # no thread could be started (a system limit): the single-threaded path
+            yield None
+            return
         others = [t for t in threading.enumerate() if t is not threading.current_thread() and t not in _OURS]
         if others:
             yield None
             return
         before = blas.get()
-        blas.set(1)
         try:
+            blas.set(1)
             blas.park()
             yield pool
         finally:
