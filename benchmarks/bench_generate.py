@@ -409,7 +409,7 @@ def cross_core_read(mb: int = 8, trials: int = 60) -> float | None:
     bigger than a core's own cache, smaller than a shared one). About 1.0 when the two cores share
     their last-level cache (0.91-1.17 in 95% of samples here); 0.65-0.84 (median 0.80) on this
     project's machine when they do not (the two vCPUs on different chiplets, it seems), where
-    npgpt's prefill is 10-12% slower and CTranslate2's is not (docs/generation.md). One thread
+    npgpt's prefill is slower and CTranslate2's is not (docs/generation.md). One thread
     pinned to each core for the whole probe (a new thread per copy made it noisy). None where threads
     cannot be pinned (no ``os.sched_setaffinity``) or fewer than two CPUs are allowed."""
     if not hasattr(os, "sched_setaffinity"):
@@ -484,7 +484,7 @@ def cores_line(ratio: float | None) -> str:
         return "cores: not measured (threads cannot be pinned here, or the probe failed)"
     ratio = round(ratio, 2)
     shared = ("they share their last-level cache" if ratio >= 0.85 else
-              "they do NOT share a cache: npgpt's prefill runs 10-12% slower then; see docs/generation.md")
+              "they do NOT share a cache: npgpt's prefill is slower then; see docs/generation.md")
     return f"cores: one copies an array the other wrote at {ratio:.2f} of the speed for one it wrote itself ({shared})"
 
 

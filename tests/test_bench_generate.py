@@ -61,7 +61,7 @@ def test_each_worker_runs_in_its_engines_environment(monkeypatch):
 
 def test_cross_core_read_probe(monkeypatch):
     # The header says whether the two cores share a cache (docs/generation.md: npgpt's prefill is
-    # 10-12% slower when they do not). The probe gives a speed ratio, or None where threads cannot
+    # slower when they do not). The probe gives a speed ratio, or None where threads cannot
     # be pinned; the line says which case a run was in.
     import os
 
