@@ -187,15 +187,16 @@ def test_an_error_in_a_worker_reaches_the_caller_and_openblas_is_given_back(para
         assert pool is not None  # the lock was let go
 
 
-def test_declined_when_too_short_or_the_cache_too_small(params):
+def test_declined_when_too_short_and_a_small_cache_refused(params):
     assert fast.gpt2_threaded(ids_of(1, 40), params, CONFIG, n_workers=1) is None
     assert fast.gpt2_threaded(ids_of(1, fast.MIN_ROWS_PER_WORKER * 2 - 1), params,
                               npgpt.GPT2Config(n_vocab=97, n_ctx=1024, n_embd=48, n_head=6, n_layer=3)) is None
     cache = KVCache(CONFIG, 1, 30)
-    assert fast.gpt2_threaded(ids_of(1, 40), params, CONFIG, kv_cache=cache, n_workers=2) is None
-    assert cache.length == 0
-    with pytest.raises(npgpt.InputError, match="KV cache holds 30 positions"):
-        engine.forward(ids_of(1, 40), params, CONFIG, kv_cache=cache)
+    for run in (lambda: fast.gpt2_threaded(ids_of(1, 40), params, CONFIG, kv_cache=cache, n_workers=2),
+                lambda: engine.forward(ids_of(1, 40), params, CONFIG, kv_cache=cache)):
+        with pytest.raises(npgpt.InputError, match="KV cache holds 30 positions"):  # the cache's own check, from a worker
+            run()
+        assert cache.length == 0 and not cache.mask.any()  # nothing committed
 
 
 def test_automatic_shares_use_every_openblas_thread_or_none(monkeypatch):
@@ -240,22 +241,20 @@ def test_workers_run_share_i_on_worker_i_and_hand_back_errors():
 
 @needs_openblas
 def test_engine_takes_the_threads_for_a_long_prompt(monkeypatch):
-    if threads.worker_count() < 2:
-        pytest.skip("one CPU or OpenBLAS at one thread: nothing to share")
+    n = threads.worker_count()
+    if not 2 <= n <= min(6, 1024 // fast.MIN_ROWS_PER_WORKER):
+        pytest.skip(f"{n} OpenBLAS threads: nothing to share, or more workers than this test's prompt can feed")
     config = npgpt.GPT2Config(n_vocab=97, n_ctx=1024, n_embd=48, n_head=6, n_layer=2)
     params = npgpt.random_params(config, seed=4)
-    ids = np.random.default_rng(5).integers(0, 97, (1, fast.MIN_ROWS_PER_WORKER * 2))
+    ids = np.random.default_rng(5).integers(0, 97, (1, fast.MIN_ROWS_PER_WORKER * n))
     expected = fast.gpt2(ids, params, config, last_only=True)
-    calls = []
-    monkeypatch.setattr(fast, "shared_blocks", lambda *a: (calls.append(1), threads_shared(*a)))
+    calls, shared = [], fast.shared_blocks
+    monkeypatch.setattr(fast, "shared_blocks", lambda *a: (calls.append(a[0].n), shared(*a)))
     close(engine.forward(ids, params, config, last_only=True), expected, rtol=1e-6)
-    assert calls == [1]
+    assert calls == [n]
     close(engine.forward(ids[:, :-1], params, config, last_only=True),
           fast.gpt2(ids[:, :-1], params, config, last_only=True), rtol=1e-6)
-    assert calls == [1]  # one row short of two full shares: the single-threaded path
-
-
-threads_shared = fast.shared_blocks
+    assert calls == [n]  # one position short of a full share each: the single-threaded path
 
 
 def _child(params, conn):

@@ -175,8 +175,8 @@ def causal_attention(q: np.ndarray, k: np.ndarray, v: np.ndarray, mask: np.ndarr
     n_seq, n_kv = q.shape[2], k.shape[2]
     n_past = n_kv - n_seq
     padded = bool(np.isneginf(mask[:, :, -1]).any())  # a key the last query cannot see is padding
-    batch, n_head, _, d_head = q.shape  # z [batch, n_head, n_seq, d_head], laid out in memory as merge_heads
-    z = np.empty((batch, n_seq, n_head, d_head), dtype=np.result_type(q, v)).transpose(0, 2, 1, 3) if out is None else out  # laid out as merge_heads reads it
+    batch, n_head, _, d_head = q.shape  # z [batch, n_head, n_seq, d_head], laid out in memory as merge_heads reads it
+    z = out if out is not None else np.empty((batch, n_seq, n_head, d_head), dtype=np.result_type(q, v)).transpose(0, 2, 1, 3)
     for start in range(0, n_seq, block):
         stop = min(start + block, n_seq)
         seen = n_past + stop  # keys 0 .. seen-1: all any query of this block may look at
@@ -256,7 +256,7 @@ def last_blocks(x, params: dict, config: GPT2Config, *, mask, token_mask, kv_cac
 
 # ---- a long prompt on threads of npgpt's own (npgpt/fast/threads.py) ---------------------------
 
-MIN_ROWS_PER_WORKER = 256  # positions per worker; at 128 each (a 256-token prompt on 2 workers) the threads saved nothing
+MIN_ROWS_PER_WORKER = 256  # positions per worker; at 128 each the threads saved little or nothing
 
 
 def gpt2_threaded(ids: np.ndarray, params: dict, config: GPT2Config, *, attention_mask=None, kv_cache=None,
@@ -269,17 +269,18 @@ def gpt2_threaded(ids: np.ndarray, params: dict, config: GPT2Config, *, attentio
     Returns None, having changed nothing, when the threads cannot be had (``threads.claim``), or
     when ``n_workers`` is None and the prompt is too short to give every one of
     ``threads.worker_count()`` workers (as many as OpenBLAS has threads) ``MIN_ROWS_PER_WORKER``
-    positions: the caller then runs ``gpt2``. Also None for a KV cache too small (``gpt2`` says so)
-    or of another dtype than the weights' compute dtype."""
+    positions: the caller then runs ``gpt2``. Also None for a KV cache of another dtype than the
+    weights' compute dtype (``gpt2`` would change dtype after the first block)."""
     n_seq = ids.shape[1]
     if n_workers is None:
+        if n_seq < 2 * MIN_ROWS_PER_WORKER:  # before anything else: every short call (and step) comes through here
+            return None
         n = threads.worker_count()  # fewer workers than OpenBLAS's threads would leave cores idle: all or none
         n = n if n_seq // MIN_ROWS_PER_WORKER >= n and n <= config.n_head else 0
     else:
         n = min(n_workers, n_seq, config.n_head)
-    dtype = compute_dtype(params["wte"]["weight"])
-    if n < 2 or config.n_layer < 2 or (kv_cache is not None and (kv_cache.length + n_seq > kv_cache.capacity
-                                                                 or kv_cache.keys.dtype != dtype)):
+    other_dtype = kv_cache is not None and kv_cache.keys.dtype != compute_dtype(params["wte"]["weight"])
+    if n < 2 or config.n_layer < 2 or other_dtype:
         return None
     with threads.claim(n) as pool:
         if pool is None:
@@ -299,10 +300,8 @@ def shared_blocks(pool, x: np.ndarray, blocks: list, config: GPT2Config, mask: n
     batch, n_seq, n_embd = x.shape
     n_head, eps = config.n_head, config.layer_norm_eps
     n_past = kv_cache.length if kv_cache is not None else 0
-    bounds = [n_seq * i // pool.n for i in range(pool.n + 1)]
-    rows = [slice(bounds[i], bounds[i + 1]) for i in range(pool.n)]  # worker i's positions
-    head_bounds = [n_head * i // pool.n for i in range(pool.n + 1)]
-    heads = [slice(head_bounds[i], head_bounds[i + 1]) for i in range(pool.n)]  # worker i's heads
+    rows, heads = ([slice(total * i // pool.n, total * (i + 1) // pool.n) for i in range(pool.n)]
+                   for total in (n_seq, n_head))  # worker i's positions, and its heads
     qkv = np.empty((batch, n_seq, 3 * n_embd), dtype=x.dtype)  # the block's q, k, v, side by side as c_attn gives them
     z = np.empty((batch, n_seq, n_embd), dtype=x.dtype)  # attention's output, heads side by side (merged)
     q, k, v = (split_heads(t, n_head) for t in np.split(qkv, 3, axis=-1))  # views [batch, n_head, n_seq, d_head]

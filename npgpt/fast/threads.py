@@ -47,7 +47,7 @@ _OURS: "weakref.WeakSet[threading.Thread]" = weakref.WeakSet()  # every worker t
 
 class OpenBLAS:
     """NumPy's OpenBLAS through ctypes: ``get()`` / ``set(n)`` its thread count, ``park()`` its
-    worker threads (they restart on the next multi-threaded product)."""
+    worker threads (setting the thread count starts them again)."""
 
     def __init__(self, lib: ctypes.CDLL, get, set_, park):
         self.lib, self._get, self._set, self._park = lib, get, set_, park
