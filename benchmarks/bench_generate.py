@@ -18,10 +18,16 @@ npgpt: ``npgpt.generate.generate_ids``; torch: ``GPT2LMHeadModel.generate`` with
 notes each token's time; CTranslate2: ``Generator.generate_tokens`` (streaming) on the prompt ids
 as the converted vocabulary's token strings, ``sampling_topk=1``, ``min_length = max_length``.
 
-Each engine runs alone in a process of its own (OpenBLAS's, torch's and CTranslate2's worker
-threads spin while idle, so two engines in one process slow each other several-fold); the
-processes alternate (``--rounds``), and each figure is the median of all their runs after a
-warm-up. On a shared machine the figures are still noisy: re-run when it is quiet.
+Each engine runs in a process of its own (OpenBLAS's, torch's and CTranslate2's worker
+threads spin while idle, so two engines in one process slow each other several-fold), and only
+one runs at a time: in each round (``--rounds``) the three processes are loaded, then take turns,
+one generation each, the others blocked on their input; the order rotates from run to run and
+0.3 s pass before every turn. Adjacent turns thus see the same machine: on this project's shared
+machine the memory bandwidth changes by up to a third from one minute to the next, which, with
+whole processes alternating, favoured whichever engine ran in the faster minutes. Each figure is
+the median of all its runs after a warm-up; "paired" gives npgpt's ratio to each peer turn by
+adjacent turn (median and range). On a shared machine the figures are still noisy: re-run when
+it is quiet.
 
 The memory-bandwidth ceiling: a decode step must read every weight matrix once (and the KV
 cache), so no engine can decode faster than the memory bus delivers those bytes. npgpt's worker
@@ -104,6 +110,7 @@ def worker_env(engine: str, isa: str) -> dict:
 
 
 # (what, peer) -> the smallest npgpt / peer ratio asked for
+PAUSE = 0.3  # seconds before each engine's turn: OpenBLAS's threads spin for about 0.1 s after a run
 TARGETS = {("decode", "ctranslate2"): 1.0, ("prefill 512", "ctranslate2"): 1.0,
            ("decode", "torch"): 1.5, ("prefill", "torch"): 1.0}
 
@@ -270,8 +277,19 @@ def npgpt_runner(folder: str, dtype: str):
     return run, model.config.n_vocab, model
 
 
-def worker(engine: str, folder: str, lengths: list[int], new_tokens: int, runs: int, dtype: str) -> int:
-    """Time one engine alone in this process and print its figures as one line of JSON."""
+REPLY = "BENCH "  # a worker's answers start with this, so a library's own prints on stdout are skipped
+
+
+def reply(value) -> None:
+    print(REPLY + json.dumps(value), flush=True)
+
+
+def worker(engine: str, folder: str, lengths: list[int], new_tokens: int, dtype: str, orders=None) -> int:
+    """One engine in this process, timed one run at a time when the parent asks: it loads the
+    model, warms up and replies ``{"ready": ...}``, then reads orders from ``orders`` (stdin), one
+    per line: ``run N`` (one generation from the first N prompt ids; replies [prefill s, decode
+    tok/s]) or ``end`` (replies the peak memory and, for npgpt in float32, the bandwidth sweep, and
+    returns). Between orders it sits blocked on its input, using no CPU."""
     parent_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # inherited: the floor of ours
     n_threads = blas_threads()[0]
     model = None
@@ -283,36 +301,97 @@ def worker(engine: str, folder: str, lengths: list[int], new_tokens: int, runs: 
         run, n_vocab = ctranslate2_runner(folder, n_threads)
     prompt = [int(i) for i in np.random.default_rng(0).integers(0, n_vocab - 1, max(lengths))]
     run(prompt[:16], 4)  # warm-up: first calls allocate, load kernels, fill caches
-    out = {"timings": {n: [run(prompt[:n], new_tokens) for _ in range(runs)] for n in lengths}}
-    out["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: KiB
-    out["parent_rss_mb"] = parent_rss_mb
-    if model is not None and dtype == "float32":
-        out["bandwidth"] = bandwidth(model.params)
-    print(json.dumps(out))
-    return 0
+    reply({"ready": engine})
+    for order in orders if orders is not None else sys.stdin:
+        what, *n = order.split()
+        if what == "run":
+            reply(run(prompt[: int(n[0])], new_tokens))
+        elif what == "end":
+            out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
+                   "parent_rss_mb": parent_rss_mb}
+            if model is not None and dtype == "float32":
+                out["bandwidth"] = bandwidth(model.params)
+            reply(out)
+            return 0
+        else:
+            raise ValueError(f"unknown order {order!r}")
+    return 1  # the parent went away
 
 
 # ---- the parent: build, alternate, report -------------------------------------------------------
 
 
-def run_rounds(args, folders: dict, new_tokens: int, runs: int) -> dict:
-    """Each engine's worker ``args.rounds`` times, alternating; their outputs gathered per engine."""
+class Worker:
+    """A worker process of one engine (``worker`` above): started, then given one order at a time."""
+
+    def __init__(self, engine: str, command: list, env: dict):
+        self.engine = engine
+        self.stderr = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty library never blocks it
+        self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
+                                        text=True, env=env)
+
+    def answer(self):
+        """The worker's next reply; exits with its error output if it died instead."""
+        for line in self.process.stdout:
+            if line.startswith(REPLY):
+                return json.loads(line[len(REPLY):])
+        self.process.wait()
+        self.stderr.seek(0)
+        sys.exit(f"the {self.engine} worker failed (exit status {self.process.returncode}):\n{self.stderr.read()[-3000:]}")
+
+    def ask(self, order: str):
+        try:
+            self.process.stdin.write(order + "\n")
+            self.process.stdin.flush()
+        except BrokenPipeError:  # it died: answer() reports how
+            pass
+        return self.answer()
+
+    def close(self) -> None:
+        if self.process.poll() is None:
+            self.process.kill()
+        self.process.wait()
+        self.stderr.close()
+
+
+def worker_command(engine: str, folder: str, args, new_tokens: int) -> list:
+    return [sys.executable, os.path.abspath(__file__), "--new-tokens", str(new_tokens), "--dtype", args.dtype,
+            "--prompt-lengths", *map(str, args.prompt_lengths), "--worker", engine, "--folder", folder]
+
+
+def run_rounds(args, folders: dict, new_tokens: int, runs: int, pause: float = PAUSE) -> dict:
+    """``args.rounds`` rounds; in each, one worker process per engine, all loaded (one after the
+    other), then taking turns: for each of ``runs`` runs and each prompt length, every engine does
+    one generation while the others wait, blocked on their input. The order of the engines
+    rotates from run to run, and ``pause`` seconds pass before every turn (OpenBLAS's threads spin
+    for about 0.1 s after a product: they would take a core from the next engine). Adjacent turns
+    therefore see the same machine, whose memory bandwidth here changes by up to a third from one
+    minute to the next. Returns, per engine, its timings per length in turn order, its peak
+    memory per process and npgpt's bandwidth sweeps."""
     results = {engine: {"timings": {}, "peak_rss_mb": [], "bandwidth": []} for engine in args.engines}
-    base = [sys.executable, os.path.abspath(__file__), "--new-tokens", str(new_tokens), "--runs", str(runs),
-            "--dtype", args.dtype, "--prompt-lengths", *map(str, args.prompt_lengths)]
     for _ in range(args.rounds):
-        for engine in args.engines:
-            done = subprocess.run(base + ["--worker", engine, "--folder", folders[engine]], capture_output=True,
-                                  text=True, env=worker_env(engine, chosen_isa(args.isa)))
-            if done.returncode:
-                sys.exit(f"the {engine} worker failed:\n{done.stderr[-3000:]}")
-            out = last_json(done.stdout)
-            for n, timings in out["timings"].items():
-                results[engine]["timings"].setdefault(int(n), []).extend(timings)
-            results[engine]["peak_rss_mb"].append(out["peak_rss_mb"])
-            results[engine]["floor_mb"] = out["parent_rss_mb"]
-            if "bandwidth" in out:
-                results[engine]["bandwidth"].append(out["bandwidth"])
+        workers = []
+        try:
+            for engine in args.engines:
+                workers.append(Worker(engine, worker_command(engine, folders[engine], args, new_tokens),
+                                      worker_env(engine, chosen_isa(args.isa))))
+                workers[-1].answer()  # loaded and warmed up before the next one starts loading
+            for run in range(runs):
+                for n in args.prompt_lengths:
+                    for k in range(len(workers)):
+                        w = workers[(run + k) % len(workers)]
+                        time.sleep(pause)
+                        results[w.engine]["timings"].setdefault(n, []).append(w.ask(f"run {n}"))
+            for w in workers:
+                time.sleep(pause)
+                out = w.ask("end")
+                results[w.engine]["peak_rss_mb"].append(out["peak_rss_mb"])
+                results[w.engine]["floor_mb"] = out["parent_rss_mb"]
+                if "bandwidth" in out:
+                    results[w.engine]["bandwidth"].append(out["bandwidth"])
+        finally:
+            for w in workers:
+                w.close()
     return results
 
 
@@ -321,6 +400,13 @@ def medians(results: dict, lengths: list[int]) -> dict:
     return {engine: {(what, n): statistics.median(t[i] for t in r["timings"][n])
                      for n in lengths for i, what in enumerate(("prefill", "decode"))}
             for engine, r in results.items()}
+
+
+def paired(results: dict, peer: str, n: int, i: int) -> list[float]:
+    """npgpt's ratio to ``peer`` run by run (the runs of one (round, run) were adjacent turns):
+    i = 0 prefill (peer time / npgpt time), 1 decode (npgpt tok/s / peer tok/s)."""
+    ours, theirs = results["npgpt"]["timings"].get(n, []), results[peer]["timings"].get(n, [])
+    return [(b[0] / a[0]) if i == 0 else (a[1] / b[1]) for a, b in zip(ours, theirs)]
 
 
 def report(results: dict, lengths: list[int], kv_bytes_per_token: int, new_tokens: int) -> None:
@@ -339,6 +425,14 @@ def report(results: dict, lengths: list[int], kv_bytes_per_token: int, new_token
                 mark = "" if target is None else (" ok " if ratio >= target else " LOW")
                 row += f"{ratio:>11.2f}x{mark:<4}"
             print(row)
+    for p in peers:
+        for n in lengths:
+            for i, what in enumerate(("prefill", "decode")):
+                ratios = paired(results, p, n, i)
+                if ratios:
+                    print(f"  paired with {PEERS[p]}, {what} {'of' if what == 'prefill' else 'after'} {n}: median "
+                          f"{statistics.median(ratios):.2f}x, {min(ratios):.2f}-{max(ratios):.2f}x over {len(ratios)} "
+                          "adjacent turns")
     print(f"{'peak memory (MB, ru_maxrss)':<26}" + "".join(f"{max(results[e]['peak_rss_mb']):>10.0f}" for e in med))
     print("\nratios: npgpt tok/s / peer tok/s (decode), peer time / npgpt time (prefill); ok / LOW against the "
           "targets (CT2: decode >= 1.0x, prefill 512 >= 1.0x; torch: decode >= 1.5x, prefill >= 1.0x)")
@@ -367,7 +461,7 @@ def main(argv=None) -> int:
     parser.add_argument("--prompt-lengths", type=int, nargs="+", default=[128, 512])
     parser.add_argument("--new-tokens", type=int, default=None, help="tokens per decode run (default 64, quick 16)")
     parser.add_argument("--runs", type=int, default=None, help="timed runs per figure (default 5, quick 2)")
-    parser.add_argument("--rounds", type=int, default=2, help="worker processes per engine, alternating (default 2)")
+    parser.add_argument("--rounds", type=int, default=2, help="rounds: worker processes per engine, one after the other; their runs take turns (default 2)")
     parser.add_argument("--engines", nargs="+", choices=ENGINES, default=list(ENGINES),
                         help="which engines to run (default: all three; npgpt's ratios need npgpt)")
     parser.add_argument("--dtype", choices=["float32", "float16"], default="float32",
@@ -389,7 +483,7 @@ def main(argv=None) -> int:
     new_tokens = args.new_tokens or (16 if args.quick else 64)
     runs = args.runs or (2 if args.quick else 5)
     if args.worker:
-        return worker(args.worker, args.folder, args.prompt_lengths, new_tokens, runs, args.dtype)
+        return worker(args.worker, args.folder, args.prompt_lengths, new_tokens, args.dtype)
     return compare(args, new_tokens, runs)
 
 
@@ -514,8 +608,8 @@ def compare(args, new_tokens: int, runs: int) -> int:
         print(f"{args.model_size}: {config.n_params() / 1e6:.0f}M parameters, random weights, float32 (npgpt holds "
               f"them as {args.dtype}); {n_threads} threads (numpy: {blas}; torch {versions['torch']}; ctranslate2 "
               f"{versions['ctranslate2']}); {isa_line(args.isa)}; "
-              f"each engine in its own process, {args.rounds} processes each, "
-              f"alternating; median of {runs * args.rounds} runs, {new_tokens} new tokens per run", flush=True)
+              f"each engine in its own process, {args.rounds} processes each, the engines taking turns run by run; "
+              f"median of {runs * args.rounds} runs, {new_tokens} new tokens per run", flush=True)
         results = run_rounds(args, folders, new_tokens, runs)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
     print(f"\nload average (1 min) before the run {load_before:.2f}, after it {load:.2f} (other jobs on the machine)")

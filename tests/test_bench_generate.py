@@ -42,21 +42,76 @@ def test_avx2_caps_every_engine_and_native_lifts_every_cap(monkeypatch):
     assert "AVX2 for every engine" in bench.isa_line("avx2") and "widest" in bench.isa_line("native")
 
 
-def test_each_worker_runs_in_its_engines_environment(monkeypatch):
-    seen = {}
+# A stand-in for a worker: bench_generate's order protocol, with each turn's start and end time
+# and the environment variables that cap the engines' kernels written to a log.
+FAKE_WORKER = """
+import json, os, sys, time
+engine, log, fail = sys.argv[1], sys.argv[2], sys.argv[3] == "fail"
+print("loading...", flush=True)  # a library's own print: skipped
+print("BENCH " + json.dumps({"ready": engine}), flush=True)
+for order in sys.stdin:
+    if fail:
+        sys.exit("boom: " + engine + " cannot run")
+    if order.startswith("run"):
+        start = time.perf_counter()
+        time.sleep(0.02)
+        env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")}
+        with open(log, "a") as f:
+            f.write(json.dumps([engine, int(order.split()[1]), start, time.perf_counter(), env]) + "\\n")
+        print("BENCH " + json.dumps([0.5, 20.0 if engine == "npgpt" else 10.0]), flush=True)
+    else:
+        print("BENCH " + json.dumps({"peak_rss_mb": 1.0, "parent_rss_mb": 0.5}), flush=True)
+        break
+"""
 
-    def fake_run(command, env, **_):
-        engine = command[command.index("--worker") + 1]
-        seen[engine] = env
-        out = {"timings": {"8": [[0.1, 10.0]]}, "peak_rss_mb": 1.0, "parent_rss_mb": 1.0}
-        return type("Done", (), {"returncode": 0, "stdout": json.dumps(out), "stderr": ""})()
 
-    monkeypatch.setattr(bench.subprocess, "run", fake_run)
+def fake_workers(monkeypatch, tmp_path, fail=()):
+    import sys
+
+    log = tmp_path / "turns.jsonl"
+    monkeypatch.setattr(bench, "worker_command", lambda engine, folder, args, new_tokens: [
+        sys.executable, "-c", FAKE_WORKER, engine, str(log), "fail" if engine in fail else "ok"])
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
-    args = bench.argparse.Namespace(engines=list(bench.ENGINES), rounds=1, dtype="float32", prompt_lengths=[8], isa="auto")
-    bench.run_rounds(args, dict.fromkeys(bench.ENGINES, "DIR"), new_tokens=4, runs=1)
-    assert seen["ctranslate2"]["ONEDNN_MAX_CPU_ISA"] == "AVX2" and seen["torch"]["ATEN_CPU_CAPABILITY"] == "avx2"
-    assert seen["npgpt"]["OPENBLAS_CORETYPE"] == "Haswell"
+    args = bench.argparse.Namespace(engines=list(bench.ENGINES), rounds=2, dtype="float32", prompt_lengths=[8, 16], isa="auto")
+    return args, log
+
+
+def test_the_engines_take_turns_one_at_a_time_in_rotating_order(monkeypatch, tmp_path):
+    args, log = fake_workers(monkeypatch, tmp_path)
+    results = bench.run_rounds(args, dict.fromkeys(bench.ENGINES, "DIR"), new_tokens=4, runs=3, pause=0.03)
+    turns = [json.loads(line) for line in log.read_text().splitlines()]
+    assert len(turns) == 2 * 3 * 2 * 3  # rounds x runs x lengths x engines
+    starts = [t[2] for t in turns]
+    assert starts == sorted(starts)
+    for before, after in zip(turns, turns[1:]):
+        assert after[2] - before[3] >= 0.03  # one engine at a time, the pause between turns
+    for k in range(0, len(turns), 3):  # each (round, run, length): every engine once, adjacent turns
+        assert sorted(t[0] for t in turns[k:k + 3]) == sorted(bench.ENGINES)
+        assert len({t[1] for t in turns[k:k + 3]}) == 1
+    firsts = [turns[k][0] for k in range(0, len(turns), 6)]  # the first engine of each run
+    assert firsts[:3] == [bench.ENGINES[0], bench.ENGINES[1], bench.ENGINES[2]]  # rotates run by run
+    envs = {t[0]: t[4] for t in turns}  # each worker in its engine's environment (--isa auto, AVX2 here)
+    assert envs["npgpt"]["OPENBLAS_CORETYPE"] == "Haswell"
+    assert envs["ctranslate2"]["ONEDNN_MAX_CPU_ISA"] == "AVX2" and envs["torch"]["ATEN_CPU_CAPABILITY"] == "avx2"
+    assert all(len(results[e]["timings"][n]) == 6 for e in bench.ENGINES for n in (8, 16))
+    assert results["npgpt"]["peak_rss_mb"] == [1.0, 1.0] and results["npgpt"]["floor_mb"] == 0.5
+    assert bench.paired(results, "ctranslate2", 8, 1) == [2.0] * 6  # decode: 20 / 10 tok/s, turn by turn
+    assert bench.paired(results, "torch", 16, 0) == [1.0] * 6  # prefill: 0.5 s / 0.5 s
+
+
+def test_a_worker_that_dies_stops_the_run_with_its_error_and_no_worker_left(monkeypatch, tmp_path):
+    args, _ = fake_workers(monkeypatch, tmp_path, fail=("ctranslate2",))
+    started = []
+    real = bench.Worker.__init__
+
+    def keep(self, *a, **k):
+        real(self, *a, **k)
+        started.append(self.process)
+
+    monkeypatch.setattr(bench.Worker, "__init__", keep)
+    with pytest.raises(SystemExit, match="(?s)ctranslate2 worker failed.*boom: ctranslate2 cannot run"):
+        bench.run_rounds(args, dict.fromkeys(bench.ENGINES, "DIR"), new_tokens=4, runs=1, pause=0.0)
+    assert len(started) == 3 and all(p.poll() is not None for p in started)
 
 
 def test_cross_core_read_probe(monkeypatch):
