@@ -34,7 +34,9 @@ cache), so no engine can decode faster than the memory bus delivers those bytes.
 measures it on its own arrays: one matrix-vector product with each weight matrix in turn, the
 LM head included (the fastest way NumPy has to read them all once; the best of several sweeps),
 gives GB/s; divided by the bytes of one decode step after n tokens (weights + KV cache) it is the
-ceiling in tok/s, and the decode rate is printed as a fraction of it.
+ceiling in tok/s, and the decode rate is printed as a fraction of it. Since that bandwidth moves
+from minute to minute here, npgpt's worker also sweeps (best of 3) right after each of its turns,
+and the decode rate is given as a fraction of the sweep in its own turn too (median and range).
 
     pip install -e ".[bench]"                                   # ctranslate2, torch, transformers
     python benchmarks/bench_generate.py                         # gpt2, prompts of 128 and 512 tokens
@@ -301,11 +303,15 @@ def worker(engine: str, folder: str, lengths: list[int], new_tokens: int, dtype:
         run, n_vocab = ctranslate2_runner(folder, n_threads)
     prompt = [int(i) for i in np.random.default_rng(0).integers(0, n_vocab - 1, max(lengths))]
     run(prompt[:16], 4)  # warm-up: first calls allocate, load kernels, fill caches
+    products = decode_products(model.params) if model is not None and dtype == "float32" else None
     reply({"ready": engine})
     for order in orders if orders is not None else sys.stdin:
         what, *n = order.split()
         if what == "run":
-            reply(run(prompt[: int(n[0])], new_tokens))
+            timing = list(run(prompt[: int(n[0])], new_tokens))
+            if products is not None:  # the bandwidth in this turn's minute: after the timing, before the pause
+                timing.append(sum(m.nbytes for m, _, _ in products) / sweep_seconds(products, 3) / 1e9)
+            reply(timing)
         elif what == "end":
             out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
                    "parent_rss_mb": parent_rss_mb}
@@ -443,15 +449,26 @@ def report(results: dict, lengths: list[int], kv_bytes_per_token: int, new_token
     bw = results.get("npgpt", {}).get("bandwidth")
     if bw:
         own, row_major = max(b["own_gb_per_s"] for b in bw), max(b["row_major_gb_per_s"] for b in bw)
-        gb_s = max(own, row_major)
+        per_turn = [t[2] for n in lengths for t in results["npgpt"]["timings"][n] if len(t) > 2]
+        gb_s = max([own, row_major] + per_turn)
         print(f"\nmemory-bandwidth ceiling: {bw[0]['bytes'] / 1e6:.1f} MB of weights read at {gb_s:.1f} GB/s, the best "
-              f"matrix-vector sweep over every weight matrix ({own:.1f} GB/s as npgpt lays them out for decoding, "
-              f"{row_major:.1f} as the checkpoint stores them; best of {len(bw)} processes)")
+              f"matrix-vector sweep over every weight matrix (at the end of each process: {own:.1f} GB/s as npgpt lays "
+              f"them out for decoding, "
+              f"{row_major:.1f} as the checkpoint stores them; best of {len(bw)} processes' final sweeps and of the sweeps "
+              f"after each turn)")
+        if per_turn:
+            print(f"  the same sweep (npgpt's layout) after each npgpt turn read {min(per_turn):.1f}-{max(per_turn):.1f} GB/s "
+                  f"(median {statistics.median(per_turn):.1f}): the machine's bandwidth moves from minute to minute")
         for n in lengths:
             step_bytes = bw[0]["bytes"] + kv_bytes_per_token * (n + new_tokens // 2)  # the cache halfway through
             ceiling = gb_s * 1e9 / step_bytes
-            print(f"  decode after {n}: at most {ceiling:.1f} tok/s ({step_bytes / 1e6:.1f} MB per step with the "
-                  f"KV cache); npgpt {med['npgpt']['decode', n]:.1f} tok/s = {med['npgpt']['decode', n] / ceiling:.2f} of it")
+            line = (f"  decode after {n}: at most {ceiling:.1f} tok/s ({step_bytes / 1e6:.1f} MB per step with the "
+                    f"KV cache); npgpt {med['npgpt']['decode', n]:.1f} tok/s = {med['npgpt']['decode', n] / ceiling:.2f} of it")
+            turns = [t[1] * step_bytes / (t[2] * 1e9) for t in results["npgpt"]["timings"][n] if len(t) > 2]
+            if turns:
+                line += (f"; of the sweep in the same turn: median {statistics.median(turns):.2f}, "
+                         f"{min(turns):.2f}-{max(turns):.2f} over {len(turns)} turns")
+            print(line)
 
 
 def main(argv=None) -> int:

@@ -58,7 +58,7 @@ for order in sys.stdin:
         env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")}
         with open(log, "a") as f:
             f.write(json.dumps([engine, int(order.split()[1]), start, time.perf_counter(), env]) + "\\n")
-        print("BENCH " + json.dumps([0.5, 20.0 if engine == "npgpt" else 10.0]), flush=True)
+        print("BENCH " + json.dumps([0.5, 20.0, 40.0] if engine == "npgpt" else [0.5, 10.0]), flush=True)
     else:
         print("BENCH " + json.dumps({"peak_rss_mb": 1.0, "parent_rss_mb": 0.5}), flush=True)
         break
@@ -76,7 +76,7 @@ def fake_workers(monkeypatch, tmp_path, fail=()):
     return args, log
 
 
-def test_the_engines_take_turns_one_at_a_time_in_rotating_order(monkeypatch, tmp_path):
+def test_the_engines_take_turns_one_at_a_time_in_rotating_order(monkeypatch, tmp_path, capsys):
     args, log = fake_workers(monkeypatch, tmp_path)
     results = bench.run_rounds(args, dict.fromkeys(bench.ENGINES, "DIR"), new_tokens=4, runs=3, pause=0.03)
     turns = [json.loads(line) for line in log.read_text().splitlines()]
@@ -97,6 +97,18 @@ def test_the_engines_take_turns_one_at_a_time_in_rotating_order(monkeypatch, tmp
     assert results["npgpt"]["peak_rss_mb"] == [1.0, 1.0] and results["npgpt"]["floor_mb"] == 0.5
     assert bench.paired(results, "ctranslate2", 8, 1) == [2.0] * 6  # decode: 20 / 10 tok/s, turn by turn
     assert bench.paired(results, "torch", 16, 0) == [1.0] * 6  # prefill: 0.5 s / 0.5 s
+
+    # the report: medians, paired ratios, and the decode rate against the ceiling, overall and per turn
+    results["npgpt"]["bandwidth"] = [{"bytes": 1e9, "own_gb_per_s": 80.0, "row_major_gb_per_s": 60.0}]
+    bench.report(results, [8, 16], kv_bytes_per_token=0, new_tokens=4)
+    out = capsys.readouterr().out
+    assert "paired with CT2 f32, decode after 8: median 2.00x, 2.00-2.00x over 6 adjacent turns" in out
+    assert "at most 80.0 tok/s" in out and "npgpt 20.0 tok/s = 0.25 of it" in out  # 20 / (80 GB/s / 1 GB)
+    results["npgpt"]["bandwidth"] = [{"bytes": 1e9, "own_gb_per_s": 30.0, "row_major_gb_per_s": 20.0}]
+    bench.report(results, [8], kv_bytes_per_token=0, new_tokens=4)  # a turn's sweep faster than the final ones
+    assert "at most 40.0 tok/s" in capsys.readouterr().out  # the ceiling: the best sweep of all, 40 GB/s
+    assert "of the sweep in the same turn: median 0.50, 0.50-0.50 over 6 turns" in out  # 20 / (40 / 1)
+    assert "after each npgpt turn read 40.0-40.0 GB/s" in out
 
 
 def test_a_worker_that_dies_stops_the_run_with_its_error_and_no_worker_left(monkeypatch, tmp_path):
