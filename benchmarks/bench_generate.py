@@ -20,14 +20,16 @@ as the converted vocabulary's token strings, ``sampling_topk=1``, ``min_length =
 
 Each engine runs in a process of its own (OpenBLAS's, torch's and CTranslate2's worker
 threads spin while idle, so two engines in one process slow each other several-fold), and only
-one runs at a time: in each round (``--rounds``) the three processes are loaded, then take turns,
-one generation each, the others blocked on their input; the order rotates from run to run and
-0.3 s pass before every turn. Adjacent turns thus see the same machine: on this project's shared
-machine the memory bandwidth changes by up to a third from one minute to the next, which, with
-whole processes alternating, favoured whichever engine ran in the faster minutes. Each figure is
-the median of all its runs after a warm-up; "paired" gives npgpt's ratio to each peer turn by
-adjacent turn (median and range). On a shared machine the figures are still noisy: re-run when
-it is quiet.
+one runs at a time: in each round (``--rounds``) one process per engine is loaded, then they take
+turns, one generation each, the others blocked on their input. npgpt goes in the middle, so each
+peer's run comes right before or right after npgpt's, and the peers swap ends from run to run;
+0.3 s pass before every turn, and the report gives the CPU time the waiting workers used during
+others' turns. Adjacent turns thus see the same machine: on this project's shared machine the
+memory bandwidth changes by up to a third from one minute to the next, which, with whole
+processes alternating (as until this round), favoured whichever engine ran in the faster minutes.
+Each figure is the median of all its runs after a warm-up; "paired" gives npgpt's ratio to each
+peer run by run, over adjacent turns (median and range). On a shared machine the figures are
+still noisy: re-run when it is quiet.
 
 The memory-bandwidth ceiling: a decode step must read every weight matrix once (and the KV
 cache), so no engine can decode faster than the memory bus delivers those bytes. npgpt's worker
@@ -35,8 +37,10 @@ measures it on its own arrays: one matrix-vector product with each weight matrix
 LM head included (the fastest way NumPy has to read them all once; the best of several sweeps),
 gives GB/s; divided by the bytes of one decode step after n tokens (weights + KV cache) it is the
 ceiling in tok/s, and the decode rate is printed as a fraction of it. Since that bandwidth moves
-from minute to minute here, npgpt's worker also sweeps (best of 3) right after each of its turns,
-and the decode rate is given as a fraction of the sweep in its own turn too (median and range).
+from minute to minute here, npgpt's worker also sweeps (best of 3) right after each of its turns
+(when it holds float32 weights), and the decode rate is given as a fraction of the sweep in its
+own turn too (median and range): the ceiling, the best of all sweeps, is the stricter figure, the
+same-turn fraction the one a minute's bandwidth does not move.
 
     pip install -e ".[bench]"                                   # ctranslate2, torch, transformers
     python benchmarks/bench_generate.py                         # gpt2, prompts of 128 and 512 tokens
@@ -62,6 +66,7 @@ decode >= 1.5x torch, prefill >= 1.0x torch.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -111,8 +116,8 @@ def worker_env(engine: str, isa: str) -> dict:
     return env
 
 
-# (what, peer) -> the smallest npgpt / peer ratio asked for
 PAUSE = 0.3  # seconds before each engine's turn: OpenBLAS's threads spin for about 0.1 s after a run
+# (what, peer) -> the smallest npgpt / peer ratio asked for
 TARGETS = {("decode", "ctranslate2"): 1.0, ("prefill 512", "ctranslate2"): 1.0,
            ("decode", "torch"): 1.5, ("prefill", "torch"): 1.0}
 
@@ -279,6 +284,16 @@ def npgpt_runner(folder: str, dtype: str):
     return run, model.config.n_vocab, model
 
 
+def runner(engine: str, folder: str, dtype: str):
+    """(run(ids, new_tokens) -> (prefill s, decode tok/s), vocabulary size, npgpt's model or None)."""
+    if engine == "npgpt":
+        return npgpt_runner(folder, dtype)
+    n_threads = blas_threads()[0]
+    if engine == "torch":
+        return (*torch_runner(folder, n_threads), None)
+    return (*ctranslate2_runner(folder, n_threads), None)
+
+
 REPLY = "BENCH "  # a worker's answers start with this, so a library's own prints on stdout are skipped
 
 
@@ -290,17 +305,11 @@ def worker(engine: str, folder: str, lengths: list[int], new_tokens: int, dtype:
     """One engine in this process, timed one run at a time when the parent asks: it loads the
     model, warms up and replies ``{"ready": ...}``, then reads orders from ``orders`` (stdin), one
     per line: ``run N`` (one generation from the first N prompt ids; replies [prefill s, decode
-    tok/s]) or ``end`` (replies the peak memory and, for npgpt in float32, the bandwidth sweep, and
-    returns). Between orders it sits blocked on its input, using no CPU."""
+    tok/s], and for npgpt holding float32 weights the GB/s of a sweep over them right after) or
+    ``end`` (replies the peak memory and, for npgpt in float32, the bandwidth sweeps, and returns).
+    Between orders it sits blocked on its input (the parent measures the CPU time it takes then)."""
     parent_rss_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # inherited: the floor of ours
-    n_threads = blas_threads()[0]
-    model = None
-    if engine == "npgpt":
-        run, n_vocab, model = npgpt_runner(folder, dtype)
-    elif engine == "torch":
-        run, n_vocab = torch_runner(folder, n_threads)
-    else:
-        run, n_vocab = ctranslate2_runner(folder, n_threads)
+    run, n_vocab, model = runner(engine, folder, dtype)
     prompt = [int(i) for i in np.random.default_rng(0).integers(0, n_vocab - 1, max(lengths))]
     run(prompt[:16], 4)  # warm-up: first calls allocate, load kernels, fill caches
     products = decode_products(model.params) if model is not None and dtype == "float32" else None
@@ -332,7 +341,7 @@ class Worker:
 
     def __init__(self, engine: str, command: list, env: dict):
         self.engine = engine
-        self.stderr = tempfile.TemporaryFile(mode="w+")  # a file, not a pipe: a chatty library never blocks it
+        self.stderr = tempfile.TemporaryFile()  # a file, not a pipe: a chatty library never blocks it
         self.process = subprocess.Popen(command, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr,
                                         text=True, env=env)
 
@@ -343,7 +352,8 @@ class Worker:
                 return json.loads(line[len(REPLY):])
         self.process.wait()
         self.stderr.seek(0)
-        sys.exit(f"the {self.engine} worker failed (exit status {self.process.returncode}):\n{self.stderr.read()[-3000:]}")
+        error = self.stderr.read().decode(errors="replace")
+        sys.exit(f"the {self.engine} worker failed (exit status {self.process.returncode}):\n{error[-3000:]}")
 
     def ask(self, order: str):
         try:
@@ -353,11 +363,37 @@ class Worker:
             pass
         return self.answer()
 
+    def cpu_seconds(self) -> float | None:
+        """The CPU time the process has used so far (Linux's /proc), or None where it cannot be read."""
+        try:
+            with open(f"/proc/{self.process.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+        except (OSError, ValueError, IndexError):
+            return None
+
     def close(self) -> None:
-        if self.process.poll() is None:
+        """Ends the process (its input closed: it returns; killed if it has not within 10 s)."""
+        with contextlib.suppress(OSError):
+            self.process.stdin.close()
+        try:
+            self.process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
             self.process.kill()
-        self.process.wait()
+            self.process.wait()
+        self.process.stdout.close()
         self.stderr.close()
+
+
+def turn_order(engines: list, turn: int) -> list:
+    """The engines' order in the ``turn``-th (round, run): npgpt in the middle, so each peer runs
+    right before or right after it, and the peers swapping ends every other run (without npgpt:
+    rotating)."""
+    if "npgpt" not in engines:
+        return [engines[(turn + k) % len(engines)] for k in range(len(engines))]
+    peers = [e for e in engines if e != "npgpt"]
+    order = peers[: len(peers) // 2] + ["npgpt"] + peers[len(peers) // 2:]
+    return order[::-1] if turn % 2 else order
 
 
 def worker_command(engine: str, folder: str, args, new_tokens: int) -> list:
@@ -368,35 +404,40 @@ def worker_command(engine: str, folder: str, args, new_tokens: int) -> list:
 def run_rounds(args, folders: dict, new_tokens: int, runs: int, pause: float = PAUSE) -> dict:
     """``args.rounds`` rounds; in each, one worker process per engine, all loaded (one after the
     other), then taking turns: for each of ``runs`` runs and each prompt length, every engine does
-    one generation while the others wait, blocked on their input. The order of the engines
-    rotates from run to run, and ``pause`` seconds pass before every turn (OpenBLAS's threads spin
-    for about 0.1 s after a product: they would take a core from the next engine). Adjacent turns
-    therefore see the same machine, whose memory bandwidth here changes by up to a third from one
-    minute to the next. Returns, per engine, its timings per length in turn order, its peak
-    memory per process and npgpt's bandwidth sweeps."""
-    results = {engine: {"timings": {}, "peak_rss_mb": [], "bandwidth": []} for engine in args.engines}
-    for _ in range(args.rounds):
-        workers = []
+    one generation while the others wait, blocked on their input, in ``turn_order`` (npgpt in the
+    middle, the peers swapping ends from run to run), ``pause`` seconds passing before every turn
+    (OpenBLAS's threads spin for about 0.1 s after a product: they would take a core from the next
+    engine). A peer's run and npgpt's run of the same (round, run, length) are thus adjacent, on a
+    machine whose memory bandwidth here moves by up to a third from one minute to the next.
+    Returns, per engine: its timings per length in turn order, its peak memory per process, npgpt's
+    bandwidth sweeps, and the CPU seconds its process used while another engine's turn ran."""
+    results = {engine: {"timings": {}, "peak_rss_mb": [], "bandwidth": [], "idle_cpu_s": 0.0} for engine in args.engines}
+    for round_ in range(args.rounds):
+        workers = {}
         try:
             for engine in args.engines:
-                workers.append(Worker(engine, worker_command(engine, folders[engine], args, new_tokens),
-                                      worker_env(engine, chosen_isa(args.isa))))
-                workers[-1].answer()  # loaded and warmed up before the next one starts loading
+                workers[engine] = Worker(engine, worker_command(engine, folders[engine], args, new_tokens),
+                                         worker_env(engine, chosen_isa(args.isa)))
+                workers[engine].answer()  # loaded and warmed up before the next one starts loading
             for run in range(runs):
                 for n in args.prompt_lengths:
-                    for k in range(len(workers)):
-                        w = workers[(run + k) % len(workers)]
+                    for engine in turn_order(list(args.engines), round_ * runs + run):
                         time.sleep(pause)
-                        results[w.engine]["timings"].setdefault(n, []).append(w.ask(f"run {n}"))
-            for w in workers:
+                        waiting = {e: w.cpu_seconds() for e, w in workers.items() if e != engine}
+                        results[engine]["timings"].setdefault(n, []).append(workers[engine].ask(f"run {n}"))
+                        for e, before in waiting.items():
+                            after = workers[e].cpu_seconds()
+                            if before is not None and after is not None:
+                                results[e]["idle_cpu_s"] += after - before
+            for engine, w in workers.items():
                 time.sleep(pause)
                 out = w.ask("end")
-                results[w.engine]["peak_rss_mb"].append(out["peak_rss_mb"])
-                results[w.engine]["floor_mb"] = out["parent_rss_mb"]
+                results[engine]["peak_rss_mb"].append(out["peak_rss_mb"])
+                results[engine]["floor_mb"] = out["parent_rss_mb"]
                 if "bandwidth" in out:
-                    results[w.engine]["bandwidth"].append(out["bandwidth"])
+                    results[engine]["bandwidth"].append(out["bandwidth"])
         finally:
-            for w in workers:
+            for w in workers.values():
                 w.close()
     return results
 
@@ -412,6 +453,7 @@ def paired(results: dict, peer: str, n: int, i: int) -> list[float]:
     """npgpt's ratio to ``peer`` run by run (the runs of one (round, run) were adjacent turns):
     i = 0 prefill (peer time / npgpt time), 1 decode (npgpt tok/s / peer tok/s)."""
     ours, theirs = results["npgpt"]["timings"].get(n, []), results[peer]["timings"].get(n, [])
+    assert len(ours) == len(theirs), "every (round, run, length) gives each engine one run"
     return [(b[0] / a[0]) if i == 0 else (a[1] / b[1]) for a, b in zip(ours, theirs)]
 
 
@@ -439,6 +481,9 @@ def report(results: dict, lengths: list[int], kv_bytes_per_token: int, new_token
                     print(f"  paired with {PEERS[p]}, {what} {'of' if what == 'prefill' else 'after'} {n}: median "
                           f"{statistics.median(ratios):.2f}x, {min(ratios):.2f}-{max(ratios):.2f}x over {len(ratios)} "
                           "adjacent turns")
+    idle = ", ".join(f"{e} {r['idle_cpu_s']:.2f} s" for e, r in results.items() if "idle_cpu_s" in r)
+    if idle:
+        print(f"  CPU time a waiting worker used during the other engines' turns, in all: {idle}")
     print(f"{'peak memory (MB, ru_maxrss)':<26}" + "".join(f"{max(results[e]['peak_rss_mb']):>10.0f}" for e in med))
     print("\nratios: npgpt tok/s / peer tok/s (decode), peer time / npgpt time (prefill); ok / LOW against the "
           "targets (CT2: decode >= 1.0x, prefill 512 >= 1.0x; torch: decode >= 1.5x, prefill >= 1.0x)")

@@ -43,72 +43,100 @@ def test_avx2_caps_every_engine_and_native_lifts_every_cap(monkeypatch):
 
 
 # A stand-in for a worker: bench_generate's order protocol, with each turn's start and end time
-# and the environment variables that cap the engines' kernels written to a log.
+# and the environment variables that cap the engines' kernels written to a log. Its k-th run
+# reports prefill k s and decode 10 k tok/s (npgpt: 20 k, and a 40 GB/s sweep), so a pairing of
+# npgpt's k-th run with a peer's k-th gives exactly 2.0x decode and 1.0x prefill, any other not.
 FAKE_WORKER = """
 import json, os, sys, time
 engine, log, fail = sys.argv[1], sys.argv[2], sys.argv[3] == "fail"
 print("loading...", flush=True)  # a library's own print: skipped
 print("BENCH " + json.dumps({"ready": engine}), flush=True)
+k = 0
 for order in sys.stdin:
     if fail:
         sys.exit("boom: " + engine + " cannot run")
     if order.startswith("run"):
+        k += 1
         start = time.perf_counter()
         time.sleep(0.02)
-        env = {k: os.environ.get(k) for k in ("OPENBLAS_CORETYPE", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")}
+        env = {v: os.environ.get(v) for v in ("OPENBLAS_CORETYPE", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY")}
         with open(log, "a") as f:
             f.write(json.dumps([engine, int(order.split()[1]), start, time.perf_counter(), env]) + "\\n")
-        print("BENCH " + json.dumps([0.5, 20.0, 40.0] if engine == "npgpt" else [0.5, 10.0]), flush=True)
+        print("BENCH " + json.dumps([k, 20.0 * k, 40.0] if engine == "npgpt" else [k, 10.0 * k]), flush=True)
     else:
         print("BENCH " + json.dumps({"peak_rss_mb": 1.0, "parent_rss_mb": 0.5}), flush=True)
         break
 """
 
 
-def fake_workers(monkeypatch, tmp_path, fail=()):
+def fake_workers(monkeypatch, tmp_path, fail=(), engines=bench.ENGINES):
     import sys
 
     log = tmp_path / "turns.jsonl"
     monkeypatch.setattr(bench, "worker_command", lambda engine, folder, args, new_tokens: [
         sys.executable, "-c", FAKE_WORKER, engine, str(log), "fail" if engine in fail else "ok"])
     monkeypatch.setenv("OPENBLAS_CORETYPE", "Haswell")
-    args = bench.argparse.Namespace(engines=list(bench.ENGINES), rounds=2, dtype="float32", prompt_lengths=[8, 16], isa="auto")
+    args = bench.argparse.Namespace(engines=list(engines), rounds=2, dtype="float32", prompt_lengths=[8, 16], isa="auto")
     return args, log
 
 
-def test_the_engines_take_turns_one_at_a_time_in_rotating_order(monkeypatch, tmp_path, capsys):
+def test_the_engines_take_turns_one_at_a_time_each_peer_next_to_npgpt(monkeypatch, tmp_path, capsys):
     args, log = fake_workers(monkeypatch, tmp_path)
+    import time
+
+    sleeps = []
+
+    class Time:  # bench_generate's time module, its sleeps recorded instead of slept
+        def __getattr__(self, name):
+            return getattr(time, name)
+
+        sleep = staticmethod(sleeps.append)
+
+    monkeypatch.setattr(bench, "time", Time())
     results = bench.run_rounds(args, dict.fromkeys(bench.ENGINES, "DIR"), new_tokens=4, runs=3, pause=0.03)
     turns = [json.loads(line) for line in log.read_text().splitlines()]
     assert len(turns) == 2 * 3 * 2 * 3  # rounds x runs x lengths x engines
-    starts = [t[2] for t in turns]
-    assert starts == sorted(starts)
+    assert sleeps == [0.03] * (len(turns) + 2 * 3)  # before every turn and every "end"
     for before, after in zip(turns, turns[1:]):
-        assert after[2] - before[3] >= 0.03  # one engine at a time, the pause between turns
+        assert after[2] >= before[3]  # one engine at a time
+    orders = []
     for k in range(0, len(turns), 3):  # each (round, run, length): every engine once, adjacent turns
-        assert sorted(t[0] for t in turns[k:k + 3]) == sorted(bench.ENGINES)
         assert len({t[1] for t in turns[k:k + 3]}) == 1
-    firsts = [turns[k][0] for k in range(0, len(turns), 6)]  # the first engine of each run
-    assert firsts[:3] == [bench.ENGINES[0], bench.ENGINES[1], bench.ENGINES[2]]  # rotates run by run
+        orders.append(tuple(t[0] for t in turns[k:k + 3]))
+    assert set(orders) == {("ctranslate2", "npgpt", "torch"), ("torch", "npgpt", "ctranslate2")}
+    assert orders[::2] == [("ctranslate2", "npgpt", "torch"), ("torch", "npgpt", "ctranslate2")] * 3  # swap run by run,
+    assert orders.count(orders[0]) == len(orders) // 2  # across rounds too: each end equally often
     envs = {t[0]: t[4] for t in turns}  # each worker in its engine's environment (--isa auto, AVX2 here)
     assert envs["npgpt"]["OPENBLAS_CORETYPE"] == "Haswell"
     assert envs["ctranslate2"]["ONEDNN_MAX_CPU_ISA"] == "AVX2" and envs["torch"]["ATEN_CPU_CAPABILITY"] == "avx2"
     assert all(len(results[e]["timings"][n]) == 6 for e in bench.ENGINES for n in (8, 16))
     assert results["npgpt"]["peak_rss_mb"] == [1.0, 1.0] and results["npgpt"]["floor_mb"] == 0.5
-    assert bench.paired(results, "ctranslate2", 8, 1) == [2.0] * 6  # decode: 20 / 10 tok/s, turn by turn
-    assert bench.paired(results, "torch", 16, 0) == [1.0] * 6  # prefill: 0.5 s / 0.5 s
+    assert bench.paired(results, "ctranslate2", 8, 1) == [2.0] * 6  # decode: the same (round, run), turn by turn
+    assert bench.paired(results, "torch", 16, 0) == [1.0] * 6  # prefill
+    assert all(0.0 <= results[e]["idle_cpu_s"] < 0.5 for e in bench.ENGINES)  # blocked on their input: measured
 
     # the report: medians, paired ratios, and the decode rate against the ceiling, overall and per turn
     results["npgpt"]["bandwidth"] = [{"bytes": 1e9, "own_gb_per_s": 80.0, "row_major_gb_per_s": 60.0}]
     bench.report(results, [8, 16], kv_bytes_per_token=0, new_tokens=4)
     out = capsys.readouterr().out
     assert "paired with CT2 f32, decode after 8: median 2.00x, 2.00-2.00x over 6 adjacent turns" in out
-    assert "at most 80.0 tok/s" in out and "npgpt 20.0 tok/s = 0.25 of it" in out  # 20 / (80 GB/s / 1 GB)
+    assert "CPU time a waiting worker used during the other engines' turns, in all: npgpt" in out
+    assert "at most 80.0 tok/s" in out  # the best sweep: 80 GB/s for 1 GB
+    rates = sorted(t[1] for t in results["npgpt"]["timings"][8])
+    assert f"npgpt {bench.statistics.median(rates):.1f} tok/s = {bench.statistics.median(rates) / 80:.2f} of it" in out
+    fractions = sorted(r / 40 for r in rates)  # each turn's rate against its own turn's 40 GB/s sweep
+    assert (f"of the sweep in the same turn: median {bench.statistics.median(fractions):.2f}, "
+            f"{fractions[0]:.2f}-{fractions[-1]:.2f} over 6 turns") in out
+    assert "after each npgpt turn read 40.0-40.0 GB/s" in out
     results["npgpt"]["bandwidth"] = [{"bytes": 1e9, "own_gb_per_s": 30.0, "row_major_gb_per_s": 20.0}]
     bench.report(results, [8], kv_bytes_per_token=0, new_tokens=4)  # a turn's sweep faster than the final ones
     assert "at most 40.0 tok/s" in capsys.readouterr().out  # the ceiling: the best sweep of all, 40 GB/s
-    assert "of the sweep in the same turn: median 0.50, 0.50-0.50 over 6 turns" in out  # 20 / (40 / 1)
-    assert "after each npgpt turn read 40.0-40.0 GB/s" in out
+
+
+def test_turn_order_puts_npgpt_between_its_peers():
+    assert bench.turn_order(["npgpt", "ctranslate2"], 0) == ["npgpt", "ctranslate2"]
+    assert bench.turn_order(["npgpt", "ctranslate2"], 1) == ["ctranslate2", "npgpt"]
+    assert bench.turn_order(["ctranslate2", "torch"], 1) == ["torch", "ctranslate2"]  # without npgpt: rotating
 
 
 def test_a_worker_that_dies_stops_the_run_with_its_error_and_no_worker_left(monkeypatch, tmp_path):
@@ -124,6 +152,33 @@ def test_a_worker_that_dies_stops_the_run_with_its_error_and_no_worker_left(monk
     with pytest.raises(SystemExit, match="(?s)ctranslate2 worker failed.*boom: ctranslate2 cannot run"):
         bench.run_rounds(args, dict.fromkeys(bench.ENGINES, "DIR"), new_tokens=4, runs=1, pause=0.0)
     assert len(started) == 3 and all(p.poll() is not None for p in started)
+
+
+def test_the_worker_answers_each_order(monkeypatch, capsys):
+    import numpy as np
+
+    calls = []
+
+    def run(ids, new_tokens):
+        calls.append((len(ids), new_tokens))
+        return 0.25, 50.0
+
+    model = type("Model", (), {"params": {}})()
+    for engine, dtype, sweeps in (("npgpt", "float32", True), ("npgpt", "float16", False), ("torch", "float32", False)):
+        monkeypatch.setattr(bench, "runner", lambda e, folder, d: (run, 100, model if e == "npgpt" else None))
+        monkeypatch.setattr(bench, "decode_products", lambda params: [(np.ones((4, 4), np.float32), np.ones(4, np.float32), True)])
+        monkeypatch.setattr(bench, "bandwidth", lambda params: {"bytes": 64})
+        calls.clear()
+        assert bench.worker(engine, "DIR", [8, 32], new_tokens=4, dtype=dtype, orders=["run 8", "run 32", "end"]) == 0
+        replies = [json.loads(line[len(bench.REPLY):]) for line in capsys.readouterr().out.splitlines()]
+        assert calls == [(16, 4), (8, 4), (32, 4)]  # the warm-up, then each order's prompt
+        assert replies[0] == {"ready": engine}
+        assert [r[:2] for r in replies[1:3]] == [[0.25, 50.0]] * 2
+        assert all(len(r) == (3 if sweeps else 2) for r in replies[1:3])  # npgpt's float32 weights: a sweep's GB/s
+        assert ("bandwidth" in replies[3]) == sweeps and replies[3]["peak_rss_mb"] > 0
+    assert bench.worker("torch", "DIR", [8], new_tokens=4, dtype="float32", orders=["run 8"]) == 1  # input ended
+    with pytest.raises(ValueError, match="unknown order"):
+        bench.worker("torch", "DIR", [8], new_tokens=4, dtype="float32", orders=["fly 8"])
 
 
 def test_cross_core_read_probe(monkeypatch):
