@@ -28,13 +28,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 import npgpt  # noqa: E402
-from bench_generate import cross_core_read  # noqa: E402
+from bench_generate import cross_core_read, shares_cache  # noqa: E402
 from npgpt.fast import model as fast  # noqa: E402
 from npgpt.fast import threads  # noqa: E402
 from npgpt.generate import generate_ids  # noqa: E402
 from npgpt.gpt2 import GPT2  # noqa: E402
-
-SHARED = 0.85  # cross_core_read at or above this: the cores share a cache (bench_generate's threshold)
 
 
 def main(argv=None) -> int:
@@ -76,11 +74,8 @@ def main(argv=None) -> int:
 
     print(f"{args.model_size}, a {args.tokens}-token prompt then {args.new_tokens} new tokens, "
           f"{args.workers or threads.worker_count()} workers, {len(pairs)} pairs in {args.seconds:.0f} s")
-    def state(probe):
-        return None if probe is None else probe >= SHARED
-
     for label, shared in (("cores share a cache", True), ("cores do not share a cache", False), ("state not measured", None)):
-        chosen = [(t, s) for probe, t, s in pairs if state(probe) == shared]
+        chosen = [(t, s) for probe, t, s in pairs if shares_cache(probe) == shared]
         if not chosen:
             if shared is not None:
                 print(f"  {label}: no pairs")

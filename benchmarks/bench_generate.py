@@ -257,6 +257,11 @@ def sweep_seconds(products: list, sweeps: int) -> float:
     return best
 
 
+def gb_per_s(products: list, sweeps: int) -> float:
+    """The bytes of the products' matrices over ``sweep_seconds``: GB/s read."""
+    return sum(m.nbytes for m, _, _ in products) / sweep_seconds(products, sweeps) / 1e9
+
+
 def bandwidth(params: dict, sweeps: int = 7) -> dict:
     """Memory bandwidth as a decode step can use it, in GB/s: one matrix-vector product (x @ W)
     with each weight matrix in turn, the best of ``sweeps``, (1) as npgpt holds them after its
@@ -264,10 +269,9 @@ def bandwidth(params: dict, sweeps: int = 7) -> dict:
     kernel) and (2) as the checkpoint stores them (row-major copies; BLAS's axpy kernel). The
     copies are made after the worker's peak memory has been read."""
     own = decode_products(params)
-    n_bytes = sum(m.nbytes for m, _, _ in own)
-    out = {"bytes": n_bytes, "own_gb_per_s": n_bytes / sweep_seconds(own, sweeps) / 1e9}
+    out = {"bytes": sum(m.nbytes for m, _, _ in own), "own_gb_per_s": gb_per_s(own, sweeps)}
     row_major = [(np.ascontiguousarray(m), x, True) for m, x, _ in own[:-1]] + own[-1:]
-    out["row_major_gb_per_s"] = n_bytes / sweep_seconds(row_major, sweeps) / 1e9
+    out["row_major_gb_per_s"] = gb_per_s(row_major, sweeps)
     return out
 
 
@@ -319,7 +323,7 @@ def worker(engine: str, folder: str, lengths: list[int], new_tokens: int, dtype:
         if what == "run":
             timing = list(run(prompt[: int(n[0])], new_tokens))
             if products is not None:  # the bandwidth in this turn's minute: after the timing, before the pause
-                timing.append(sum(m.nbytes for m, _, _ in products) / sweep_seconds(products, 3) / 1e9)
+                timing.append(gb_per_s(products, 3))
             reply(timing)
         elif what == "end":
             out = {"peak_rss_mb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024,  # Linux: KiB
@@ -635,11 +639,19 @@ def cores_probe() -> float | None:
     return ratio if isinstance(ratio, float) and math.isfinite(ratio) else None
 
 
+SHARED_CACHE = 0.85  # cross_core_read at or above this (as printed, 2 decimals): the cores share a cache
+
+
+def shares_cache(ratio: float | None) -> bool | None:
+    """Whether ``cross_core_read``'s ratio says the two cores share their last-level cache (None: not measured)."""
+    return None if ratio is None else round(ratio, 2) >= SHARED_CACHE
+
+
 def cores_line(ratio: float | None) -> str:
     if ratio is None:
         return "cores: not measured (threads cannot be pinned here, or the probe failed)"
     ratio = round(ratio, 2)
-    shared = ("they share their last-level cache" if ratio >= 0.85 else
+    shared = ("they share their last-level cache" if shares_cache(ratio) else
               "they do NOT share a cache: npgpt's prefill is slower then; see docs/generation.md")
     return f"cores: one copies an array the other wrote at {ratio:.2f} of the speed for one it wrote itself ({shared})"
 

@@ -199,6 +199,8 @@ def test_cross_core_read_probe(monkeypatch):
     assert "not measured" in bench.cores_line(None)
     assert "0.85" in bench.cores_line(0.849) and "NOT" not in bench.cores_line(0.849)  # judged as printed
     assert "0.84" in bench.cores_line(0.844) and "NOT" in bench.cores_line(0.844)
+    assert bench.shares_cache(0.849) is True and bench.shares_cache(0.844) is False  # the same rule for ab_prefill.py
+    assert bench.shares_cache(None) is None
 
 
 @pytest.mark.skipif(not hasattr(__import__("os"), "sched_setaffinity"), reason="threads cannot be pinned here")
